@@ -1,0 +1,54 @@
+# outcall: every target that needs Python creates .venv from the pinned requirement files first.
+SHELL := /bin/bash
+export SAM_CLI_TELEMETRY := 0
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run demo test test-fast lint bench build validate deploy tokens clean
+
+$(STAMP): requirements.txt requirements-dev.txt layers/outcall/requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is needed"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip==24.3.1
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)  ## serve the whole system on 127.0.0.1
+	$(BIN)/python -m local
+
+demo: $(STAMP)  ## drive a running local stack over HTTP and print what happened
+	$(BIN)/python -m local.demo
+
+test: $(STAMP)  ## every test, slow suites and template checks included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## the quick loop: skips suites marked slow
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## benchmarks; results are written to bench/results/
+	$(BIN)/python -m bench
+
+build: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/sam build --config-file samconfig.toml
+
+validate: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/sam validate --lint --config-file samconfig.toml
+
+deploy: build
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/sam deploy --config-file samconfig.toml --config-env $${ENV:-default}
+
+tokens: $(STAMP)  ## e.g. make tokens ARGS="create --name ci"
+	$(BIN)/python -m outcall.tokens $(ARGS)
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,202 @@
+"""pydantic v2 domain models: what the API accepts and answers, what the store keeps,
+and what providers take and give. JSON is camelCase; Python attributes are snake_case."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+ProviderKey = Literal["quanshi", "xswitch", "aliyun", "nxcloud", "airudder"]
+PROVIDER_KEYS: tuple[str, ...] = ("quanshi", "xswitch", "aliyun", "nxcloud", "airudder")
+TaskType = Literal["auto", "predictive", "robot"]
+TaskStatus = Literal["ready", "running", "paused", "stopped", "completed", "failed"]
+CallStatus = Literal["queued", "ringing", "answered", "no-answer", "busy", "failed", "completed"]
+FINAL_CALL_STATUSES: frozenset[str] = frozenset({"no-answer", "busy", "failed", "completed"})
+ContactOutcomeKind = Literal["accepted", "duplicate", "invalid"]
+ImportStatus = Literal["queued", "running", "completed", "partial", "failed"]
+
+
+class Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; both accepted on input."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class InputModel(Model):
+    """Request bodies: an unknown field is an error, not silently dropped."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# ---------------------------------------------------------------- tasks
+
+
+class RetryStrategy(InputModel):
+    rounds: int = Field(0, ge=0, le=10, description="redial rounds after the first attempt")
+    interval_minutes: int = Field(30, ge=1, le=1440, description="minutes between rounds")
+
+
+class CallingWindow(InputModel):
+    timezone: str = Field("Asia/Shanghai", description="IANA timezone name")
+    start: time = Field(time(9, 0))
+    end: time = Field(time(20, 0))
+    weekdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7], description="ISO weekdays, 1=Monday")
+    blackout_dates: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {value!r}") from exc
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _iso_weekdays(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 1 or d > 7 for d in value):
+            raise ValueError("weekdays are ISO numbers 1 (Monday) to 7 (Sunday), at least one")
+        return sorted(set(value))
+
+
+class TaskSettings(InputModel):
+    caller_ids: list[str] = Field(default_factory=list)
+    concurrency: int = Field(1, ge=1, le=1000)
+    ring_timeout_seconds: int = Field(30, ge=5, le=120)
+    retry: RetryStrategy | None = None
+    calling_window: CallingWindow | None = None
+    auto_start_at: datetime | None = None
+    auto_stop_at: datetime | None = None
+    provider_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Task(Model):
+    task_id: str
+    name: str
+    provider: ProviderKey
+    type: TaskType
+    status: TaskStatus = "ready"
+    settings: TaskSettings = Field(default_factory=lambda: TaskSettings())
+    provider_task_id: str | None = None
+    auto_delete: bool = False
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+
+
+# ---------------------------------------------------------------- contacts and imports
+
+
+class ContactSpec(Model):
+    """A contact as providers receive it: the number is already E.164."""
+
+    e164: str
+    name: str | None = None
+    company: str | None = None
+    external_id: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class ContactOutcome(Model):
+    """A provider's per-contact answer to an add-contacts call."""
+
+    e164: str
+    accepted: bool
+    reason: str | None = None
+    provider_ref: str | None = None
+
+
+class ImportJob(Model):
+    import_id: str
+    task_id: str
+    source: Literal["s3", "json"]
+    object_key: str | None = None
+    status: ImportStatus = "queued"
+    rows: int = 0
+    accepted: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+    report_key: str | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------- conferences
+
+
+class Callee(Model):
+    """A meeting participant to dial; `e164` is filled once phones.py has normalised the number."""
+
+    callee_id: str | None = None
+    name: str | None = None
+    company: str | None = None
+    country_code: str | None = None
+    mobile: str | None = None
+    area_code: str | None = None
+    phone: str | None = None
+    role: int = Field(0, ge=0, le=3)
+    e164: str | None = None
+
+
+class DialOutcome(Model):
+    """A provider's answer for one callee of a dial-now request."""
+
+    e164: str
+    accepted: bool
+    reason: str | None = None
+    provider_call_id: str | None = None
+
+
+# ---------------------------------------------------------------- call results
+
+
+class CallEvent(Model):
+    """One normalised call result, whatever provider it came from."""
+
+    provider: ProviderKey
+    dedup_key: str = Field(description="stable across redeliveries of the same push or poll row")
+    provider_call_id: str | None = None
+    provider_task_id: str | None = None
+    provider_contact_ref: str | None = None
+    phone: str | None = Field(None, description="E.164 where the provider gives a number")
+    status: CallStatus
+    attempt: int = 1
+    started_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_seconds: int | None = None
+    hangup_cause: str | None = None
+    intents: list[str] = Field(default_factory=list)
+    recording_url: str | None = None
+    occurred_at: datetime | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskLifecycleEvent(Model):
+    """A provider's push about a task or meeting as a whole (not one call)."""
+
+    provider: ProviderKey
+    dedup_key: str
+    kind: str = Field(description="e.g. task-status, meetingbegin, meetingend, update")
+    provider_task_id: str | None = None
+    status: str | None = None
+    start_time: datetime | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- auth
+
+
+class ApiToken(Model):
+    token_hash: str
+    name: str
+    created_at: datetime

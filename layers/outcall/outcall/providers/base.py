@@ -1,0 +1,148 @@
+"""The one interface every provider module implements.
+
+Functions never see provider-specific shapes: they hand a provider TaskSpec / ContactSpec /
+Callee models and get back ids, ContactOutcome / DialOutcome lists and CallEvent lists.
+A provider that cannot do something raises NotSupported (quanshi has no tasks, xswitch no
+webhooks). Limits are declared so callers can plan batches before calling.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import Field
+
+from outcall.errors import NotSupported
+from outcall.models import (
+    Callee,
+    CallEvent,
+    CallingWindow,
+    ContactOutcome,
+    ContactSpec,
+    DialOutcome,
+    Model,
+    RetryStrategy,
+    TaskLifecycleEvent,
+    TaskType,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """What a provider enforces; None means no documented limit."""
+
+    batch_size: int  # contacts (or callees) per add/dial call
+    max_tasks: int | None = None  # tasks per account
+    max_numbers_per_task: int | None = None
+    max_numbers_per_account: int | None = None
+    max_running_tasks: int | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    tasks: bool = True  # create/update/delete/start/pause/stop tasks and add contacts
+    task_types: frozenset[str] = frozenset({"auto"})
+    pause: bool = True
+    clone: bool = False  # the provider clones a task itself
+    conference_dial: bool = False  # dial a list of callees now
+    webhooks: bool = False  # results come back as pushes
+    polling: bool = False  # results are fetched by polling
+
+
+class TaskSpec(Model):
+    """A task as providers receive it (already validated by the task-control layer)."""
+
+    name: str
+    type: TaskType = "auto"
+    caller_ids: list[str] = Field(default_factory=list)
+    concurrency: int = 1
+    ring_timeout_seconds: int = 30
+    retry: RetryStrategy | None = None
+    calling_window: CallingWindow | None = None
+    auto_start_at: datetime | None = None
+    auto_stop_at: datetime | None = None
+    provider_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PollPage(Model):
+    """One poll's events and the cursor to resume from; `cursor` is opaque to callers."""
+
+    events: list[CallEvent] = Field(default_factory=list)
+    cursor: str | None = None
+    more: bool = False
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Provider(ABC):
+    """Base class: every operation raises NotSupported until a provider module implements it."""
+
+    key: ClassVar[str]
+    limits: ClassVar[ProviderLimits]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+
+    def _unsupported(self, operation: str) -> NotSupported:
+        return NotSupported(self.key, operation)
+
+    # ---- tasks
+    def create_task(self, spec: TaskSpec) -> str:
+        """Create the task at the provider; returns the provider's task id."""
+        raise self._unsupported("tasks")
+
+    def update_task(self, provider_task_id: str, spec: TaskSpec) -> None:
+        raise self._unsupported("tasks")
+
+    def delete_task(self, provider_task_id: str) -> None:
+        raise self._unsupported("tasks")
+
+    def start_task(self, provider_task_id: str) -> None:
+        raise self._unsupported("tasks")
+
+    def pause_task(self, provider_task_id: str) -> None:
+        raise self._unsupported("pause")
+
+    def stop_task(self, provider_task_id: str) -> None:
+        raise self._unsupported("tasks")
+
+    def clone_task(self, provider_task_id: str, name: str) -> str:
+        raise self._unsupported("clone")
+
+    def add_contacts(self, provider_task_id: str, contacts: Sequence[ContactSpec]) -> list[ContactOutcome]:
+        """Add at most `limits.batch_size` contacts; one outcome per contact, in order."""
+        raise self._unsupported("tasks")
+
+    def add_contacts_batched(self, provider_task_id: str, contacts: Sequence[ContactSpec]) -> list[ContactOutcome]:
+        outcomes: list[ContactOutcome] = []
+        for batch in batched(contacts, self.limits.batch_size):
+            outcomes.extend(self.add_contacts(provider_task_id, batch))
+        return outcomes
+
+    # ---- conferences
+    def dial_now(self, conference_ref: str, callees: Sequence[Callee]) -> list[DialOutcome]:
+        """Dial at most `limits.batch_size` callees now; one outcome per callee, in order."""
+        raise self._unsupported("conference dialing")
+
+    # ---- results
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, kind: str | None = None) -> None:
+        """Raise InvalidSignature when the push is not from the provider."""
+        raise self._unsupported("webhooks")
+
+    def parse_webhook(
+        self, headers: Mapping[str, str], body: bytes, kind: str | None = None
+    ) -> list[CallEvent | TaskLifecycleEvent]:
+        raise self._unsupported("webhooks")
+
+    def poll_results(self, cursor: str | None) -> PollPage:
+        raise self._unsupported("polling")

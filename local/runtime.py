@@ -1,0 +1,82 @@
+"""Runs the template's functions in this process, as Lambda would import and call them, and
+keeps a journal of every delivery (trigger, function, outcome) for /_local/deliveries."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from local.template import Function
+
+
+@dataclass
+class LambdaContext:
+    """What Lambda passes as `context`; Powertools reads these fields."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+
+
+class Runtime:
+    def __init__(self, functions: dict[str, Function], journal_size: int = 1000) -> None:
+        self.functions = functions
+        self.by_arn = {fn.arn: fn for fn in functions.values()}
+        self.by_name = {fn.name: fn for fn in functions.values()}
+        self._handlers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.journal: deque[dict[str, Any]] = deque(maxlen=journal_size)
+
+    def handler(self, fn: Function) -> Any:
+        """Import the handler as Lambda does: CodeUri on the path, `module.function`."""
+        with self._lock:
+            if fn.logical_id not in self._handlers:
+                code = str(fn.code_uri)
+                if code not in sys.path:
+                    sys.path.insert(0, code)
+                module_name, func_name = fn.handler.rsplit(".", 1)
+                module = importlib.import_module(module_name.replace("/", "."))
+                self._handlers[fn.logical_id] = getattr(module, func_name)
+            return self._handlers[fn.logical_id]
+
+    def invoke(self, fn: Function, event: dict[str, Any], trigger: str, detail: str = "") -> Any:
+        """Call the function; the journal records the trigger and the outcome. Exceptions propagate."""
+        context = LambdaContext(fn.name, fn.arn, fn.memory, fn.timeout)
+        entry: dict[str, Any] = {
+            "function": fn.name,
+            "trigger": trigger,
+            "detail": detail,
+            "requestId": context.aws_request_id,
+            "at": time.time(),
+        }
+        started = time.monotonic()
+        try:
+            result = self.handler(fn)(event, context)
+        except Exception as exc:
+            entry.update(outcome="error", error=f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            raise
+        else:
+            entry["outcome"] = "ok"
+            if isinstance(result, dict) and result.get("batchItemFailures"):
+                entry["batchItemFailures"] = len(result["batchItemFailures"])
+            return result
+        finally:
+            entry["ms"] = round((time.monotonic() - started) * 1000, 1)
+            self.journal.append(entry)

@@ -1,0 +1,106 @@
+"""The local stack as a subprocess (`python -m local`, what `make run` starts), on free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "oc_e2e_token_0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    url: str
+    aws_url: str
+    token: str
+    log: Path
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def authed(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        return requests.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def deliveries(self, trigger: str | None = None, function: str | None = None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.get("/_local/deliveries").json()
+        return [
+            r
+            for r in rows
+            if (trigger is None or r["trigger"] == trigger) and (function is None or r["function"] == function)
+        ]
+
+    def wait_for(self, predicate: Any, timeout: float = 20, interval: float = 0.2) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s; stack log: {self.log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    port, aws_port = free_port(), free_port()
+    log = tmp_path_factory.mktemp("stack") / "stack.log"
+    env = {
+        **os.environ,
+        "OUTCALL_PORT": str(port),
+        "OUTCALL_AWS_PORT": str(aws_port),
+        "OUTCALL_DEV_TOKEN": TOKEN,
+        "OUTCALL_SQS_RETRY_DELAY": "1",
+    }
+    env.pop("AWS_ENDPOINT_URL", None)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    stack = LocalStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}", TOKEN, log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"local stack exited: {log.read_text()[-3000:]}")
+            try:
+                if stack.get("/health").status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"local stack not healthy in 90 s: {log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield stack
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

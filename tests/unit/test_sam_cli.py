@@ -1,0 +1,38 @@
+"""The real SAM CLI on template.yaml: `sam validate --lint` and `sam build` (layer included)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def _sam(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "SAM_CLI_TELEMETRY": "0"}
+    return subprocess.run(
+        [str(BIN / "sam"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_sam_validate_lint() -> None:
+    result = _sam("validate", "--lint", "--config-file", "samconfig.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_sam_build_packages_every_function_and_the_layer(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    result = _sam("build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (build / "OutcallLayer" / "python" / "outcall" / "store.py").is_file()
+    assert (build / "OutcallLayer" / "python" / "phonenumbers").is_dir()
+    assert (build / "ContactImportFunction" / "contact_import_handler.py").is_file()
+    assert (build / "ApiDocsFunction" / "api_docs" / "api_docs_handler.py").is_file()
+    assert (build / "ApiDocsFunction" / "task_control" / "task_control_handler.py").is_file()
