@@ -130,7 +130,9 @@ class Simulator:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Simulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sim-{self.key}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sim-{self.key}", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -112,3 +112,19 @@ def test_template_rate_schedule_is_registered(local_stack: Any) -> None:
     schedule = scheduler.get_schedule(Name="outcall-poll-results")
     assert schedule["ScheduleExpression"] == "rate(1 minute)"
     assert schedule["Target"]["Arn"].endswith(":function:outcall-webhook-intake")
+
+
+def test_every_provider_simulator_is_served_and_reachable_with_the_stack_secret(local_stack: Any) -> None:
+    from outcall.providers import get_provider
+    from outcall.providers.base import TaskSpec
+
+    secret = local_stack.client("secretsmanager").get_secret_value(SecretId="outcall/providers")
+    settings = json.loads(secret["SecretString"])
+    assert set(settings) == {"quanshi", "xswitch", "aliyun", "nxcloud", "airudder"}
+    for entry in settings.values():
+        assert entry["baseUrl"].startswith("http://127.0.0.1:")
+    xswitch = get_provider("xswitch", settings)
+    task_id = xswitch.create_task(TaskSpec(name="e2e"))
+    assert task_id
+    nxcloud = get_provider("nxcloud", settings)
+    assert nxcloud.create_task(TaskSpec(name="e2e", type="robot"))

@@ -8,6 +8,7 @@ webhooks). Limits are declared so callers can plan batches before calling.
 
 from __future__ import annotations
 
+import hmac
 from abc import ABC
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 
-from outcall.errors import NotSupported
+from outcall.errors import InvalidSignature, NotSupported
 from outcall.models import (
     Callee,
     CallEvent,
@@ -135,9 +136,35 @@ class Provider(ABC):
         raise self._unsupported("conference dialing")
 
     # ---- results
-    def verify_webhook(self, headers: Mapping[str, str], body: bytes, kind: str | None = None) -> None:
-        """Raise InvalidSignature when the push is not from the provider."""
+    def verify_webhook(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        kind: str | None = None,
+        query: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Raise InvalidSignature when the push is not from the provider. `query` is the push URL's
+        query string, where a provider carries its secret in the URL."""
         raise self._unsupported("webhooks")
+
+    def verify_shared_secret(self, headers: Mapping[str, str], query: Mapping[str, Any] | None) -> None:
+        """For providers that prove a push by a per-provider secret rather than a signature:
+        settings `webhookSecret`, carried in the URL query (`webhookAuth: "query"`, parameter
+        `webhookTokenParam`, default `token`) or in a header (`webhookAuth: "header"`, header
+        `webhookHeader`, default `X-Outcall-Token`); compared in constant time."""
+        secret = str(self.settings.get("webhookSecret", ""))
+        if not secret:
+            raise InvalidSignature(f"{self.key} webhookSecret is not configured")
+        value: Any
+        if self.settings.get("webhookAuth", "query") == "query":
+            value = (query or {}).get(self.settings.get("webhookTokenParam", "token"))
+            if isinstance(value, list | tuple):
+                value = value[0] if value else None
+        else:
+            wanted = str(self.settings.get("webhookHeader", "X-Outcall-Token")).lower()
+            value = next((v for k, v in headers.items() if k.lower() == wanted), None)
+        if not value or not hmac.compare_digest(str(value).encode(), secret.encode()):
+            raise InvalidSignature(f"{self.key} push without the right webhook token")
 
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, kind: str | None = None
