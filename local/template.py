@@ -30,7 +30,7 @@ class _CfnLoader(yaml.SafeLoader):
     """YAML with CloudFormation's short-form intrinsics (!Ref, !Sub, !GetAtt, ...)."""
 
 
-def _tag(name: str):  # type: ignore[no-untyped-def]
+def _tag(name: str):
     def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
         if isinstance(node, yaml.ScalarNode):
             value: Any = loader.construct_scalar(node)
@@ -39,7 +39,7 @@ def _tag(name: str):  # type: ignore[no-untyped-def]
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
         else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+            value = loader.construct_mapping(node, deep=True)
         return {name: value}
 
     return construct
@@ -231,7 +231,7 @@ class Stack:
                 if kind == "HttpApi":
                     api_id = (eprops.get("ApiId") or {}).get("Ref")
                     auth = (eprops.get("Auth") or {}).get("Authorizer")
-                    authorized = auth != "NONE" and (bool(auth) or default_auth.get(api_id, False))
+                    authorized = auth != "NONE" and (bool(auth) or default_auth.get(str(api_id), False))
                     fn.routes.append(Route(eprops["Method"].upper(), eprops["Path"], authorized))
                 elif kind == "SQS":
                     fn.sqs.append(

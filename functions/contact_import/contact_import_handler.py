@@ -6,6 +6,7 @@ arrive here; each is parsed with Powertools and handed to outcall.imports."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -39,12 +40,11 @@ def on_upload(event: dict[str, Any]) -> dict[str, int]:
     config = Config.from_env()
     queued = 0
     for record in s3_event.Records:
-        job, created = imports.register_upload(
-            default_store(),
-            record.s3.bucket.name,
-            record.s3.object.key,
-            record.s3.object.versionId or record.s3.object.eTag,
-        )
+        obj = record.s3.object
+        if obj is None:  # not an object event
+            continue
+        version = obj.versionId or obj.eTag
+        job, created = imports.register_upload(default_store(), record.s3.bucket.name, obj.key, version)
         if created:
             queues.send(config.import_queue_url, imports.ChunkMessage(import_id=job.import_id))
             queued += 1
@@ -62,7 +62,7 @@ def on_chunk(record: SQSRecord) -> None:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     if "requestContext" in event:
         return app.resolve(event, context)
     records = event.get("Records") or [{}]

@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, SecurityScheme
 from pydantic import ValidationError
 
 from outcall.errors import OutcallError
@@ -21,7 +21,7 @@ API_DESCRIPTION = (
     "A serverless hub for outbound calling: call lists, dialing tasks on five providers, "
     "conference pre-meeting dialing and call results."
 )
-SECURITY_SCHEMES = {"bearer": HTTPBearer(description="Authorization: Bearer <token>")}
+SECURITY_SCHEMES: dict[str, SecurityScheme] = {"bearer": HTTPBearer(description="Authorization: Bearer <token>")}
 
 
 def error_body(app: APIGatewayHttpResolver, code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -84,7 +84,7 @@ class Task(Model):
     provider: ProviderKey
     type: TaskType
     status: TaskStatus = "ready"
-    settings: TaskSettings = Field(default_factory=lambda: TaskSettings())
+    settings: TaskSettings = Field(default_factory=lambda: TaskSettings.model_validate({}))
     provider_task_id: str | None = None
     auto_delete: bool = False
     created_at: datetime
