@@ -35,8 +35,6 @@ call times AIRUDDER reports, default UTC), batchSize (default 1000, *inferred*),
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -48,7 +46,7 @@ from outcall.errors import Conflict, NotSupported, ProviderError
 from outcall.models import CallEvent, ContactOutcome, ContactSpec, TaskLifecycleEvent
 from outcall.observability import logger
 from outcall.providers.base import Capabilities, Provider, ProviderLimits, TaskSpec
-from outcall.providers.http import ProviderSession
+from outcall.providers.http import ProviderSession, TokenCache
 
 TOKEN_TTL = 24 * 3600
 TOKEN_MARGIN = 300
@@ -65,8 +63,7 @@ ERROR_CODES: dict[int, str] = {
 
 FAILED_RING_TYPES = {"cantuse", "line", "switchoff", "outofarea", "unregister", "wrongnum", "notmatch"}
 
-_TOKENS: dict[tuple[str, str], tuple[str, float]] = {}
-_TOKENS_LOCK = threading.Lock()
+_TOKENS = TokenCache(margin=TOKEN_MARGIN)
 
 
 class AirudderProvider(Provider):
@@ -93,10 +90,9 @@ class AirudderProvider(Provider):
         return (self.http.base_url, self.app_key)
 
     def token(self, *, refresh: bool = False) -> str:
-        with _TOKENS_LOCK:
-            cached = _TOKENS.get(self._cache_key)
-            if cached and not refresh and cached[1] > time.time():
-                return cached[0]
+        cached = None if refresh else _TOKENS.get(self._cache_key)
+        if cached:
+            return cached
         response = self.http.request(
             "POST", "/service/cloud/auth", json={"APPKey": self.app_key, "APPSecret": self.app_secret}
         )
@@ -109,13 +105,10 @@ class AirudderProvider(Provider):
                 provider_code=answer.get("code", response.status_code),
             )
         ttl = float(self.settings.get("tokenTtlSeconds", TOKEN_TTL))
-        with _TOKENS_LOCK:
-            _TOKENS[self._cache_key] = (str(token), time.time() + max(ttl - TOKEN_MARGIN, ttl / 2))
-        return str(token)
+        return _TOKENS.put(self._cache_key, str(token), ttl)
 
     def forget_token(self) -> None:
-        with _TOKENS_LOCK:
-            _TOKENS.pop(self._cache_key, None)
+        _TOKENS.forget(self._cache_key)
 
     # ------------------------------------------------------------------ plumbing
     def _json(self, response: Any, op: str) -> dict[str, Any]:

@@ -43,6 +43,34 @@ class RateLimiter:
                 time.sleep((1 - self._tokens) / self.rate)
 
 
+class TokenCache:
+    """Access tokens shared by every provider instance of this process, keyed by account, kept
+    until shortly before they expire (a margin of `margin` seconds, or half the lifetime)."""
+
+    def __init__(self, margin: float = 300) -> None:
+        self.margin = margin
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> str | None:
+        with self._lock:
+            cached = self._tokens.get(key)
+        return cached[0] if cached and cached[1] > time.time() else None
+
+    def put(self, key: tuple[str, ...], token: str, ttl: float) -> str:
+        with self._lock:
+            self._tokens[key] = (token, time.time() + max(ttl - self.margin, ttl / 2))
+        return token
+
+    def forget(self, key: tuple[str, ...]) -> None:
+        with self._lock:
+            self._tokens.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+
 class ProviderSession:
     """What a provider module uses to talk HTTP. Settings keys (all optional but baseUrl):
     baseUrl, connectTimeout (s, 3.05), readTimeout (s, 10), retries (3), backoffFactor (0.5),

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -42,7 +41,7 @@ from outcall.errors import NotFound, ProviderError
 from outcall.models import Callee, CallEvent, DialOutcome, TaskLifecycleEvent
 from outcall.observability import logger
 from outcall.providers.base import Capabilities, Provider, ProviderLimits
-from outcall.providers.http import ProviderSession
+from outcall.providers.http import ProviderSession, TokenCache
 
 Checksum = Callable[[str, str, str], str]  # (appSecret, nonce, curTime) -> CheckSum
 
@@ -72,8 +71,7 @@ ERROR_TYPES = {1: "invalid-number", 2: "duplicate"}
 LIFECYCLE_KINDS = ("meetingbegin", "meetingend", "update")
 EVENT_STATUS = {0: "cancelled", 1: "created", 4: "ended"}
 
-_TOKENS: dict[tuple[str, str, str], tuple[str, float]] = {}
-_TOKENS_LOCK = threading.Lock()
+_TOKENS = TokenCache(margin=TOKEN_MARGIN)
 
 
 def callee_e164(c: Callee) -> str:
@@ -125,10 +123,9 @@ class QuanshiProvider(Provider):
         }
 
     def token(self, *, refresh: bool = False) -> str:
-        with _TOKENS_LOCK:
-            cached = _TOKENS.get(self._cache_key)
-            if cached and not refresh and cached[1] > time.time():
-                return cached[0]
+        cached = None if refresh else _TOKENS.get(self._cache_key)
+        if cached:
+            return cached
         response = self.http.request(
             "POST", "/eventopenapi/token/create", json={"userId": self.user_id}, headers=self.auth_headers()
         )
@@ -141,13 +138,10 @@ class QuanshiProvider(Provider):
                 provider_code=answer.get("code", response.status_code),
             )
         ttl = float(self.settings.get("tokenTtlSeconds", TOKEN_TTL))
-        with _TOKENS_LOCK:
-            _TOKENS[self._cache_key] = (str(token), time.time() + max(ttl - TOKEN_MARGIN, ttl / 2))
-        return str(token)
+        return _TOKENS.put(self._cache_key, str(token), ttl)
 
     def forget_token(self) -> None:
-        with _TOKENS_LOCK:
-            _TOKENS.pop(self._cache_key, None)
+        _TOKENS.forget(self._cache_key)
 
     # ------------------------------------------------------------------ plumbing
     def _json(self, response: Any, op: str) -> dict[str, Any]:
