@@ -1,23 +1,171 @@
-"""task_control: outbound dialing tasks. HTTP routes and the auto start/stop schedules."""
+"""task_control: outbound dialing tasks. HTTP routes and the auto start/stop schedules.
+
+Thin: each route parses its request (Powertools validation, pydantic models), calls one
+method of outcall.tasks.TaskService and returns its model."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from outcall.api import configure
+from outcall.api import configure, error_body
+from outcall.config import Config, provider_settings
+from outcall.models import ProviderKey, Task, TaskStatus
 from outcall.observability import logger, metrics, tracer
+from outcall.providers import get_provider
+from outcall.providers.base import Provider
+from outcall.schedules import TaskSchedules
+from outcall.store import default_store
+from outcall.tasks import (
+    CloneResult,
+    CloneTaskRequest,
+    CreateTaskRequest,
+    ScheduleEvent,
+    ScheduleOutcome,
+    TaskDetail,
+    TaskPage,
+    TaskService,
+    UpdateTaskRequest,
+)
 
 app = APIGatewayHttpResolver(enable_validation=True)
 configure(app)
 
+TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]
+IDEMPOTENCY_EXPIRES_SECONDS = 24 * 3600
+
+
+def _provider(key: str) -> Provider:
+    return get_provider(key, provider_settings())
+
+
+def service() -> TaskService:
+    return TaskService(default_store(), _provider, TaskSchedules())
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def _in_progress(exc: IdempotencyAlreadyInProgressError) -> Response:
+    return Response(
+        409,
+        content_types.APPLICATION_JSON,
+        error_body(app, "Conflict", "a request with this Idempotency-Key is still being processed"),
+    )
+
+
+@app.exception_handler(IdempotencyValidationError)
+def _key_reused(exc: IdempotencyValidationError) -> Response:
+    return Response(
+        422,
+        content_types.APPLICATION_JSON,
+        error_body(app, "ValidationError", "this Idempotency-Key was already used with a different body"),
+    )
+
+
+def _create_once(idempotency_key: str, request: CreateTaskRequest) -> Task:
+    """One provider call per Idempotency-Key: Powertools idempotency on the idempotency table
+    keeps the first answer and gives it back to a retry with the same key and body."""
+    persistence = DynamoDBPersistenceLayer(table_name=Config.from_env().idempotency_table_name)
+    config = IdempotencyConfig(
+        event_key_jmespath="idempotencyKey",
+        payload_validation_jmespath="body",
+        expires_after_seconds=IDEMPOTENCY_EXPIRES_SECONDS,
+    )
+    if app.lambda_context is not None:
+        config.register_lambda_context(app.lambda_context)
+
+    @idempotent_function(data_keyword_argument="payload", persistence_store=persistence, config=config)
+    def create(payload: dict[str, Any]) -> dict[str, Any]:
+        return service().create(CreateTaskRequest.model_validate(payload["body"])).dump()
+
+    return Task.model_validate(create(payload={"idempotencyKey": idempotency_key, "body": request.dump()}))
+
+
+@app.post(
+    "/tasks", tags=["tasks"], summary="Create a task at its provider", responses={201: {"description": "created"}}
+)
+def create_task(
+    request: Annotated[CreateTaskRequest, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=128,
+            description="a retry with the same key and body creates nothing new and answers the first result",
+        ),
+    ] = None,
+) -> Response[Task]:
+    task = _create_once(idempotency_key, request) if idempotency_key else service().create(request)
+    metrics.add_metric(name="TasksCreated", unit="Count", value=1)
+    return Response(201, content_types.APPLICATION_JSON, task)
+
+
+@app.get("/tasks", tags=["tasks"], summary="List tasks, newest first, with filters and paging")
+def list_tasks(
+    status: Annotated[TaskStatus | None, Query()] = None,
+    provider: Annotated[ProviderKey | None, Query()] = None,
+    name: Annotated[str | None, Query(description="name prefix", max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> TaskPage:
+    return service().list(status=status, provider=provider, name_prefix=name, limit=limit, next_token=next_token)
+
+
+@app.get("/tasks/<taskId>", tags=["tasks"], summary="One task with its contact and call counts")
+def get_task(task_id: TaskId) -> TaskDetail:
+    return service().detail(task_id)
+
+
+@app.patch("/tasks/<taskId>", tags=["tasks"], summary="Change a ready or paused task's name or settings")
+def update_task(task_id: TaskId, request: Annotated[UpdateTaskRequest, Body()]) -> Task:
+    return service().update(task_id, request)
+
+
+@app.delete("/tasks/<taskId>", tags=["tasks"], summary="Delete at the provider and here; call records stay")
+def delete_task(task_id: TaskId) -> Response[None]:
+    service().delete(task_id)
+    return Response(204, content_types.APPLICATION_JSON, None)
+
+
+@app.post("/tasks/<taskId>/start", tags=["tasks"], summary="Start (or resume) a task; 409 when not allowed")
+def start_task(task_id: TaskId) -> Task:
+    return service().transition(task_id, "start")
+
+
+@app.post("/tasks/<taskId>/pause", tags=["tasks"], summary="Pause a running task; 409 when not allowed")
+def pause_task(task_id: TaskId) -> Task:
+    return service().transition(task_id, "pause")
+
+
+@app.post("/tasks/<taskId>/stop", tags=["tasks"], summary="Stop a task for good; 409 when not allowed")
+def stop_task(task_id: TaskId) -> Task:
+    return service().transition(task_id, "stop")
+
+
+@app.post("/tasks/<taskId>/clone", tags=["tasks"], summary="A new task with this task's settings")
+def clone_task(task_id: TaskId, request: Annotated[CloneTaskRequest | None, Body()] = None) -> Response[CloneResult]:
+    result = service().clone(task_id, request or CloneTaskRequest.model_validate({}))
+    return Response(201, content_types.APPLICATION_JSON, result)
+
 
 def on_schedule(event: dict[str, Any]) -> dict[str, Any]:
-    """An EventBridge Scheduler firing: {"kind": "task-auto", "taskId": ..., "action": "start"|"stop"}."""
-    logger.info("schedule fired", extra={"kind": event.get("kind"), "taskId": event.get("taskId")})
-    return {"handled": False, "reason": "no task lifecycle yet"}
+    """An EventBridge Scheduler firing: {"kind": "task-auto", "taskId", "action": "start"|"stop", "version"}."""
+    schedule = ScheduleEvent.model_validate(event)
+    logger.info("schedule fired", extra={"taskId": schedule.task_id, "action": schedule.action})
+    outcome: ScheduleOutcome = service().on_schedule(schedule)
+    return outcome.dump()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

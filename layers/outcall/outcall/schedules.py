@@ -1,0 +1,86 @@
+"""The one place that talks to EventBridge Scheduler: one-time `at()` schedules for a task's
+auto start and auto stop.
+
+A schedule's name is deterministic per task and action (`task-<taskId>-<action>`), so creating
+it again moves it, and removing it needs nothing but the task id. Each fires once (`at()` in
+UTC, no flexible window), is deleted by Scheduler after it ran, and invokes task_control with
+`{"kind": "task-auto", "taskId", "action", "version"}`; failed deliveries go to the scheduler
+DLQ."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from outcall.config import Config
+from outcall.observability import logger
+
+TASK_AUTO_KIND = "task-auto"
+
+
+def schedule_name(task_id: str, action: str) -> str:
+    return f"task-{task_id}-{action}"[:64]
+
+
+def at_expression(when: datetime) -> str:
+    return f"at({when.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S')})"
+
+
+class TaskSchedules:
+    """Auto start / auto stop schedules of tasks."""
+
+    def __init__(self, client: Any = None, config: Config | None = None) -> None:
+        self._client = client
+        self.config = config or Config.from_env()
+        self.target_arn = os.environ.get("TASK_CONTROL_FUNCTION_ARN", "")
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client("scheduler")
+        return self._client
+
+    def put(self, task_id: str, action: str, when: datetime, version: int) -> str:
+        """Create the schedule, or move it when it exists."""
+        name = schedule_name(task_id, action)
+        payload = {"kind": TASK_AUTO_KIND, "taskId": task_id, "action": action, "version": version}
+        target: dict[str, Any] = {"Arn": self.target_arn, "RoleArn": self.config.scheduler_role_arn}
+        target["Input"] = json.dumps(payload)
+        if self.config.scheduler_dlq_arn:
+            target["DeadLetterConfig"] = {"Arn": self.config.scheduler_dlq_arn}
+        kwargs: dict[str, Any] = {
+            "Name": name,
+            "GroupName": self.config.scheduler_group,
+            "ScheduleExpression": at_expression(when),
+            "ScheduleExpressionTimezone": "UTC",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "ActionAfterCompletion": "DELETE",
+            "Target": target,
+            "State": "ENABLED",
+        }
+        try:
+            self.client.create_schedule(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConflictException":
+                raise
+            self.client.update_schedule(**kwargs)
+        logger.info(
+            "task schedule set", extra={"taskId": task_id, "action": action, "at": kwargs["ScheduleExpression"]}
+        )
+        return name
+
+    def remove(self, task_id: str, action: str) -> bool:
+        """Remove the schedule; False when there was none (already fired, or never set)."""
+        try:
+            self.client.delete_schedule(Name=schedule_name(task_id, action), GroupName=self.config.scheduler_group)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return False
+            raise
+        logger.info("task schedule removed", extra={"taskId": task_id, "action": action})
+        return True

@@ -1,0 +1,489 @@
+"""Task control: outbound dialing tasks, their lifecycle, limits and auto start/stop.
+
+Business rules only. A TaskService receives a Store, a provider factory (provider key ->
+Provider) and the task schedules; it never talks to AWS or a provider's HTTP API itself.
+
+Lifecycle (README "Task lifecycle"): every change of state is an action looked up in
+TRANSITIONS; an action not allowed from the task's status is a Conflict (409) and changes
+nothing. An action that needs the provider first *claims* the task (a conditional write on its
+`version`, see store.py): of two identical requests at once only one wins the claim and calls
+the provider, the other gets 409. A provider failure releases the claim, so the task keeps its
+previous state, and the ProviderError (502, with the provider's reason) reaches the caller.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from outcall.errors import Conflict, NotFound, NotSupported, ProviderError, Unprocessable
+from outcall.models import (
+    CallingWindow,
+    InputModel,
+    Model,
+    ProviderKey,
+    RetryStrategy,
+    Task,
+    TaskSettings,
+    TaskStatus,
+    TaskType,
+)
+from outcall.observability import logger
+from outcall.providers.base import Provider, TaskSpec
+from outcall.store import Store, utcnow
+
+Action = Literal["start", "pause", "stop", "complete", "fail"]
+ScheduleAction = Literal["start", "stop"]
+
+# action -> {from status: to status}; anything else is 409
+TRANSITIONS: dict[str, dict[str, TaskStatus]] = {
+    "start": {"ready": "running", "paused": "running"},
+    "pause": {"running": "paused"},
+    "stop": {"ready": "stopped", "running": "stopped", "paused": "stopped"},
+    "complete": {"running": "completed", "paused": "completed"},  # reported by call results
+    "fail": {"ready": "failed", "running": "failed", "paused": "failed"},  # reported by call results
+}
+FINAL_STATUSES: frozenset[str] = frozenset({"stopped", "completed", "failed"})
+EDITABLE_STATUSES: frozenset[str] = frozenset({"ready", "paused"})
+DEFAULT_MAX_TASKS = 100
+
+ProviderFactory = Callable[[str], Provider]
+
+
+class Schedules(Protocol):
+    def put(self, task_id: str, action: str, when: datetime, version: int) -> str: ...
+
+    def remove(self, task_id: str, action: str) -> bool: ...
+
+
+# ---------------------------------------------------------------- API models
+
+
+class CreateTaskRequest(InputModel):
+    name: str = Field(min_length=1, max_length=100)
+    provider: ProviderKey
+    type: TaskType = "auto"
+    settings: TaskSettings = Field(default_factory=lambda: TaskSettings.model_validate({}))
+    auto_delete: bool = Field(
+        False, description="when the provider account holds 100 tasks, delete its oldest completed task to make room"
+    )
+
+
+class TaskSettingsPatch(InputModel):
+    """Only the fields given change; `null` clears an optional one."""
+
+    caller_ids: list[str] | None = None
+    concurrency: int | None = Field(None, ge=1, le=1000)
+    ring_timeout_seconds: int | None = Field(None, ge=5, le=120)
+    retry: RetryStrategy | None = None
+    calling_window: CallingWindow | None = None
+    auto_start_at: datetime | None = None
+    auto_stop_at: datetime | None = None
+    provider_options: dict[str, Any] | None = None
+
+
+class UpdateTaskRequest(InputModel):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    settings: TaskSettingsPatch | None = None
+
+
+class CloneTaskRequest(InputModel):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    with_contacts: bool = False
+
+
+class TaskCounts(Model):
+    contacts: dict[str, int] = Field(default_factory=dict, description="contacts by status")
+    calls: dict[str, int] = Field(default_factory=dict, description="calls by outcome")
+
+
+class TaskDetail(Task):
+    counts: TaskCounts = Field(default_factory=TaskCounts)
+
+
+class TaskPage(Model):
+    items: list[Task]
+    next_token: str | None = None
+
+
+class CloneResult(Model):
+    task: Task
+    contacts_copied: bool
+    note: str | None = None
+
+
+class ScheduleEvent(Model):
+    kind: Literal["task-auto"]
+    task_id: str
+    action: ScheduleAction
+    version: int | None = None
+
+
+class ScheduleOutcome(Model):
+    handled: bool
+    reason: str
+    task_id: str
+    status: str | None = None
+
+
+# ---------------------------------------------------------------- providerOptions, per provider
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class AliyunOptions(_Options):
+    quotiety: float | None = Field(None, ge=0, le=20, validation_alias=AliasChoices("Quotiety", "quotiety"))
+    predict_adjust: int | None = Field(
+        None, ge=50, le=400, validation_alias=AliasChoices("PredictAdjust", "predictAdjust")
+    )
+    customer_timeout: int | None = Field(
+        None, ge=5, le=60, validation_alias=AliasChoices("CustomerTimeout", "customerTimeout")
+    )
+
+
+class XSwitchOptions(_Options):
+    calling_time: int | None = Field(None, ge=5, le=300, description="seconds a callee may ring")
+    max_concurrency: int | None = Field(None, ge=1, le=1000)
+    max_caps: int | None = Field(None, ge=1, le=1000, description="calls started per second")
+
+
+class NxcloudOptions(_Options):
+    concurrency: int | None = Field(None, ge=1, le=1000)
+    ring_timeout: int | None = Field(None, ge=5, le=120, validation_alias=AliasChoices("ringTimeout"))
+
+
+PROVIDER_OPTIONS: dict[str, type[_Options]] = {
+    "aliyun": AliyunOptions,
+    "xswitch": XSwitchOptions,
+    "nxcloud": NxcloudOptions,
+}
+
+
+def validate_provider_options(provider: str, options: Mapping[str, Any]) -> None:
+    """Check providerOptions against the provider's documented ranges; 422 naming the field."""
+    model = PROVIDER_OPTIONS.get(provider)
+    if model is None:
+        return
+    try:
+        model.model_validate(dict(options))
+    except ValidationError as exc:
+        errors = [
+            {
+                "field": "settings.providerOptions." + ".".join(str(p) for p in err["loc"]),
+                "message": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors()
+        ]
+        message = "; ".join(f"{e['field']}: {e['message']} ({provider})" for e in errors)
+        raise Unprocessable(message, details=errors) from exc
+
+
+def _field_error(field: str, message: str) -> Unprocessable:
+    return Unprocessable(f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+def validate_auto_times(
+    settings: TaskSettings, *, changed: set[str] | None = None, now: datetime | None = None
+) -> None:
+    now = now or utcnow()
+    for attr, field in (("auto_start_at", "settings.autoStartAt"), ("auto_stop_at", "settings.autoStopAt")):
+        value: datetime | None = getattr(settings, attr)
+        if value is None or (changed is not None and attr not in changed):
+            continue
+        if value.tzinfo is None:
+            raise _field_error(field, "give a time zone offset (ISO 8601, e.g. 2030-01-01T09:00:00+08:00)")
+        if value <= now:
+            raise _field_error(field, "must be in the future")
+    if settings.auto_start_at and settings.auto_stop_at and settings.auto_stop_at <= settings.auto_start_at:
+        raise _field_error("settings.autoStopAt", "must be after autoStartAt")
+
+
+def task_spec(task: Task) -> TaskSpec:
+    return TaskSpec.model_validate({"name": task.name, "type": task.type, **dict(task.settings)})
+
+
+def new_task_id() -> str:
+    return "tsk_" + secrets.token_hex(12)
+
+
+def _json(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# ---------------------------------------------------------------- the service
+
+
+class TaskService:
+    def __init__(self, store: Store, providers: ProviderFactory, schedules: Schedules | None = None) -> None:
+        self.store = store
+        self.providers = providers
+        self.schedules = schedules
+
+    # ------------------------------------------------------------ reads
+    def get(self, task_id: str) -> Task:
+        task = self.store.get_task(task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id!r}")
+        return task
+
+    def detail(self, task_id: str) -> TaskDetail:
+        found = self.store.get_task_with_counts(task_id)
+        if found is None:
+            raise NotFound(f"no task {task_id!r}")
+        task, counts = found
+        return TaskDetail.model_validate({**dict(task), "counts": TaskCounts.model_validate(counts)})
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        provider: str | None = None,
+        name_prefix: str | None = None,
+        limit: int = 50,
+        next_token: str | None = None,
+    ) -> TaskPage:
+        items, token = self.store.list_tasks(
+            status=status, provider=provider, name_prefix=name_prefix, limit=limit, next_token=next_token
+        )
+        return TaskPage(items=items, next_token=token)
+
+    # ------------------------------------------------------------ create
+    def _task_provider(self, key: str) -> Provider:
+        provider = self.providers(key)
+        if not provider.capabilities.tasks:
+            raise Unprocessable(
+                f"provider: {key!r} has no outbound dialing tasks (conference dialing only)",
+                details=[{"field": "provider", "message": f"{key} has no tasks"}],
+            )
+        return provider
+
+    def _check_type(self, provider: Provider, task_type: str) -> None:
+        types = provider.capabilities.task_types
+        if task_type not in types:
+            raise Unprocessable(
+                f"type: provider {provider.key!r} does not support {task_type!r} tasks; "
+                f"supported: {', '.join(sorted(types))}",
+                details=[{"field": "type", "provider": provider.key, "supported": sorted(types)}],
+            )
+
+    def max_tasks(self, provider: Provider) -> int:
+        configured = provider.settings.get("maxTasks")
+        if configured:
+            return int(configured)
+        return provider.limits.max_tasks or DEFAULT_MAX_TASKS
+
+    def create(self, request: CreateTaskRequest) -> Task:
+        provider = self._task_provider(request.provider)
+        self._check_type(provider, request.type)
+        validate_provider_options(provider.key, request.settings.provider_options)
+        validate_auto_times(request.settings)
+        now = utcnow()
+        task = Task(
+            task_id=new_task_id(),
+            name=request.name,
+            provider=request.provider,
+            type=request.type,
+            status="ready",
+            settings=request.settings,
+            auto_delete=request.auto_delete,
+            created_at=now,
+            updated_at=now,
+            version=0,
+        )
+        self._reserve(task, provider)
+        try:
+            provider_task_id = provider.create_task(task_spec(task))
+        except Exception:
+            self.store.delete_task(task)
+            raise
+        task = self.store.finish_task(task.task_id, task.version, {"providerTaskId": provider_task_id})
+        self._sync_schedules(task, None)
+        logger.info("task created", extra={"taskId": task.task_id, "provider": task.provider})
+        return task
+
+    def _reserve(self, task: Task, provider: Provider) -> None:
+        limit = self.max_tasks(provider)
+        for _ in range(5):
+            if self.store.create_task(task, max_tasks=limit):
+                return
+            if not task.auto_delete:
+                raise Conflict(
+                    f"provider {provider.key!r} already holds {limit} tasks; delete one, "
+                    "or create with autoDelete to remove the oldest completed one"
+                )
+            oldest, _ = self.store.list_tasks(provider=provider.key, status="completed", limit=1, oldest_first=True)
+            if not oldest:
+                raise Conflict(f"provider {provider.key!r} already holds {limit} tasks and none of them is completed")
+            logger.info("auto-deleting the oldest completed task", extra={"taskId": oldest[0].task_id})
+            self._delete(oldest[0], provider)
+        raise Conflict(f"provider {provider.key!r} is full; try again")
+
+    # ------------------------------------------------------------ update
+    def update(self, task_id: str, request: UpdateTaskRequest) -> Task:
+        current = self.get(task_id)
+        if current.status not in EDITABLE_STATUSES:
+            raise Conflict(
+                f"a {current.status} task cannot be changed; only {', '.join(sorted(EDITABLE_STATUSES))} tasks can"
+            )
+        patch = request.settings.model_dump(exclude_unset=True) if request.settings else {}
+        for attr, empty in (("caller_ids", []), ("provider_options", {})):
+            if attr in patch and patch[attr] is None:
+                patch[attr] = empty
+        settings = TaskSettings.model_validate({**dict(current.settings), **patch})
+        provider = self._task_provider(current.provider)
+        validate_provider_options(provider.key, settings.provider_options)
+        validate_auto_times(settings, changed=set(patch))
+        updated = current.model_copy(update={"name": request.name or current.name, "settings": settings})
+        claimed = self._claim(current, "update")
+        try:
+            if current.provider_task_id:
+                provider.update_task(current.provider_task_id, task_spec(updated))
+        except Exception:
+            self.store.release_task(task_id, claimed.version)
+            raise
+        task = self.store.finish_task(
+            task_id,
+            claimed.version,
+            {"name": updated.name, "settings": _json(settings), "updatedAt": utcnow().isoformat()},
+        )
+        self._sync_schedules(task, current)
+        return task
+
+    # ------------------------------------------------------------ lifecycle
+    def _claim(self, current: Task, operation: str) -> Task:
+        claimed = self.store.claim_task(current.task_id, current.version, operation)
+        if claimed is None:
+            raise Conflict(f"another change of task {current.task_id!r} is under way or just happened; read it again")
+        return claimed
+
+    def transition(self, task_id: str, action: Action) -> Task:
+        current = self.get(task_id)
+        target = TRANSITIONS[action].get(current.status)
+        if target is None:
+            allowed = sorted(TRANSITIONS[action])
+            raise Conflict(
+                f"cannot {action} a {current.status} task (allowed from: {', '.join(allowed)})",
+                details={"status": current.status, "action": action, "allowedFrom": allowed},
+            )
+        provider: Provider | None = None
+        if action in ("start", "pause", "stop"):
+            provider = self._task_provider(current.provider)
+            if action == "pause" and not provider.capabilities.pause:
+                raise NotSupported(provider.key, "pause")
+        claimed = self._claim(current, action)
+        try:
+            if provider is not None and current.provider_task_id:
+                operation = {"start": provider.start_task, "pause": provider.pause_task, "stop": provider.stop_task}
+                operation[action](current.provider_task_id)
+        except Exception as exc:
+            self.store.release_task(task_id, claimed.version)
+            if isinstance(exc, ProviderError):
+                logger.warning(
+                    "provider refused a transition",
+                    extra={"taskId": task_id, "action": action, "provider": exc.provider, "code": exc.provider_code},
+                )
+            raise
+        task = self.store.finish_task(task_id, claimed.version, {"status": target, "updatedAt": utcnow().isoformat()})
+        self._after_transition(task, action)
+        logger.info("task transition", extra={"taskId": task_id, "action": action, "status": target})
+        return task
+
+    def on_schedule(self, event: ScheduleEvent) -> ScheduleOutcome:
+        """An auto start/stop schedule fired. Nothing happens for a deleted task, a task already
+        in the target state, or one the action is not allowed from (e.g. auto start of a stopped
+        task); a provider failure is raised so Scheduler retries, then dead-letters."""
+        task = self.store.get_task(event.task_id)
+        if task is None:
+            return ScheduleOutcome(handled=False, reason="task deleted", task_id=event.task_id)
+        target = {"start": "running", "stop": "stopped"}[event.action]
+        if task.status == target:
+            return ScheduleOutcome(handled=False, reason="already " + target, task_id=task.task_id, status=task.status)
+        if task.status not in TRANSITIONS[event.action]:
+            return ScheduleOutcome(
+                handled=False, reason=f"not allowed from {task.status}", task_id=task.task_id, status=task.status
+            )
+        try:
+            task = self.transition(task.task_id, event.action)
+        except Conflict as exc:
+            return ScheduleOutcome(handled=False, reason=exc.message, task_id=event.task_id)
+        return ScheduleOutcome(handled=True, reason=f"auto {event.action}", task_id=task.task_id, status=task.status)
+
+    # ------------------------------------------------------------ delete and clone
+    def delete(self, task_id: str) -> None:
+        current = self.get(task_id)
+        provider = self._task_provider(current.provider)
+        self._delete(current, provider)
+
+    def _delete(self, current: Task, provider: Provider) -> None:
+        claimed = self._claim(current, "delete")
+        try:
+            if current.provider_task_id:
+                provider.delete_task(current.provider_task_id)
+        except NotSupported:
+            logger.info("provider cannot delete tasks; forgetting it here", extra={"taskId": current.task_id})
+        except Exception:
+            self.store.release_task(current.task_id, claimed.version)
+            raise
+        self._remove_schedules(current.task_id)
+        self.store.delete_task(claimed)  # call records are separate items and stay
+        logger.info("task deleted", extra={"taskId": current.task_id, "provider": current.provider})
+
+    def clone(self, task_id: str, request: CloneTaskRequest) -> CloneResult:
+        source = self.get(task_id)
+        now = utcnow()
+        settings = source.settings
+        notes: list[str] = []
+        past = {
+            attr: None
+            for attr in ("auto_start_at", "auto_stop_at")
+            if getattr(settings, attr) is not None and getattr(settings, attr) <= now
+        }
+        if past:
+            settings = settings.model_copy(update=past)
+            notes.append("auto start/stop times already past were not copied")
+        if request.with_contacts:
+            notes.append("contacts are not kept by this deployment yet: settings were copied, contacts were not")
+        task = self.create(
+            CreateTaskRequest(
+                name=request.name or f"{source.name} (copy)",
+                provider=source.provider,
+                type=source.type,
+                settings=settings,
+                auto_delete=source.auto_delete,
+            )
+        )
+        return CloneResult(task=task, contacts_copied=False, note="; ".join(notes) or None)
+
+    # ------------------------------------------------------------ schedules
+    def _sync_schedules(self, task: Task, previous: Task | None) -> None:
+        if self.schedules is None:
+            return
+        for action, attr in (("start", "auto_start_at"), ("stop", "auto_stop_at")):
+            when: datetime | None = getattr(task.settings, attr)
+            before: datetime | None = getattr(previous.settings, attr) if previous else None
+            if when is None or task.status in FINAL_STATUSES:
+                if before is not None:
+                    self.schedules.remove(task.task_id, action)
+            elif when != before and when > utcnow():
+                self.schedules.put(task.task_id, action, when.astimezone(UTC), task.version)
+
+    def _after_transition(self, task: Task, action: str) -> None:
+        if self.schedules is None:
+            return
+        if task.status in FINAL_STATUSES:
+            self._remove_schedules(task.task_id)
+        elif action == "start" and task.settings.auto_start_at is not None:
+            self.schedules.remove(task.task_id, "start")
+
+    def _remove_schedules(self, task_id: str) -> None:
+        if self.schedules is None:
+            return
+        for action in ("start", "stop"):
+            self.schedules.remove(task_id, action)
