@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## benchmarks; results are written to bench/results/
-	$(BIN)/python -m bench
+	PYTHONPATH=layers/outcall $(BIN)/python -m bench
 
 build: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/sam build --config-file samconfig.toml

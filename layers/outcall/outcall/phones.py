@@ -1,0 +1,344 @@
+"""Phone parsing and E.164 normalisation.
+
+Every phone decision is phonenumbers': this module only decides *which* string to hand to
+`phonenumbers.parse` (and with which region) from a contact's fields, and turns the library's
+verdict into either an E.164 string or a short, stable reason code with a human message.
+
+The fields are those of a call list or of a conference callee (seeds/quanshi-event-call-add.txt):
+
+- ``mobile`` with ``countryCode`` (``"86"``, ``"+86"``, ``"0086"``, ``"(86)"``, full-width too);
+- ``phone`` with ``areaCode`` and ``countryCode``: a landline, the area code without its leading 0
+  (``10`` + ``58512042`` is Beijing); an area code written with its 0 (``010``) works as well;
+- a ``mobile`` or ``phone`` that starts with ``+`` (or full-width ``＋``) is already international:
+  the country-code and area-code fields are then ignored;
+- without a country code, the ``default_region`` (ISO 3166 alpha-2, e.g. ``"CN"``) applies.
+
+When both ``mobile`` and ``phone`` are given, ``mobile`` is used (the seed: one or the other).
+Spaces, dashes, dots, brackets and full-width digits in numbers are left to phonenumbers, which
+strips and converts them itself. A number is valid when ``phonenumbers.is_valid_number`` says so;
+a number carrying an extension is refused (an extension cannot be dialled by a robot).
+
+The fast path (`PhoneNormaliser.check`) is what the call-list pipeline runs per row: one parse,
+one validity check, one E.164 string, country codes resolved once per distinct spelling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import NumberParseException, ValidationResult
+
+__all__ = [
+    "REASONS",
+    "PhoneNormaliser",
+    "PhoneReason",
+    "PhoneResult",
+    "normalise_callee",
+    "normalise_number",
+    "resolve_country_code",
+]
+
+_parse = phonenumbers.parse
+_is_valid = phonenumbers.is_valid_number
+_is_valid_for_region = phonenumbers.is_valid_number_for_region
+_nsn = phonenumbers.national_significant_number
+_PLUS_CHARS = frozenset("+\uff0b")  # '+' and full-width '＋', as phonenumbers' own _PLUS_CHARS
+_NON_GEO_REGION = "001"  # what phonenumbers answers for +800, +870, ...
+_UNKNOWN_REGION = phonenumbers.UNKNOWN_REGION
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneReason:
+    """Why a number was refused: a stable machine code and a message for people."""
+
+    code: str
+    message: str
+
+
+#: The reason codes this module can give, with what each means.
+REASONS: dict[str, str] = {
+    "missing_number": "neither a mobile nor a phone number was given",
+    "missing_country_code": "the number is not international (+...) and no country code or default region applies",
+    "bad_country_code": "the country code is not a known country calling code",
+    "bad_area_code": "the area code is not made of digits",
+    "not_a_number": "the value does not look like a phone number",
+    "too_short": "the number has too few digits",
+    "too_long": "the number has too many digits",
+    "invalid_number": "the number is not a valid number for its country",
+    "has_extension": "the number carries an extension, which cannot be dialled",
+}
+
+
+def _reason(code: str, message: str | None = None) -> PhoneReason:
+    return PhoneReason(code, message or REASONS[code])
+
+
+MISSING_NUMBER = _reason("missing_number")
+MISSING_COUNTRY_CODE = _reason("missing_country_code")
+NOT_A_NUMBER = _reason("not_a_number")
+HAS_EXTENSION = _reason("has_extension")
+TOO_SHORT = _reason("too_short")
+TOO_LONG = _reason("too_long")
+LOCAL_ONLY = _reason("too_short", "the number looks local: its area code is missing")
+UNKNOWN_CALLING_CODE = _reason("bad_country_code", "the number starts with an unknown country calling code")
+BAD_LENGTH = _reason("invalid_number", "the number has a length no number of its country has")
+SCIENTIFIC = _reason("not_a_number", "the number was written in scientific notation (e.g. 1.38E+10) by a spreadsheet")
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneResult:
+    """The public answer: `e164` when valid, else `reason` (a code of REASONS) and `message`."""
+
+    e164: str | None
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.e164 is not None
+
+
+# ---------------------------------------------------------------- country codes
+
+# Calling code -> its only region. For such codes phonenumbers.is_valid_number is exactly
+# is_valid_number_for_region(number, that region); looking it up here saves a call per row.
+_SINGLE_REGION: dict[int, str] = {
+    code: regions[0]
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+    if len(regions) == 1 and regions[0] != _NON_GEO_REGION
+}
+# Calling code -> "+code": E.164 is "+", the calling code, the national significant number.
+_E164_PREFIX: dict[int, str] = {code: f"+{code}" for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+
+
+@dataclass(frozen=True, slots=True)
+class _Country:
+    region: str | None  # region to parse national numbers with; None for non-geographic codes
+    prefix: str  # "+800": what non-geographic numbers are parsed after
+
+
+def _clean_code(value: str) -> str | None:
+    """'86', '+86', '0086', '(86)', '＋８６', ' 86 ' -> '86'; anything else -> None.
+
+    Full-width and other Unicode digits are converted by phonenumbers' normalize_digits_only;
+    only the decorations people put around a calling code are removed here.
+    """
+    text = phonenumbers.normalize_digits_only(value, keep_non_digits=True)
+    text = text.strip().replace(" ", "").replace("\uff0b", "+")
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    if text.startswith("+"):
+        text = text[1:]
+    elif text.startswith("00"):
+        text = text[2:]
+    if text.endswith(".0"):  # a spreadsheet number written back as text: 86.0
+        text = text[:-2]
+    if not text or not text.isascii() or not text.isdigit() or len(text) > 3:
+        return None
+    return text
+
+
+def resolve_country_code(value: str) -> _Country | PhoneReason:
+    """A country code as written by a person -> the region phonenumbers parses with, or a reason."""
+    digits = _clean_code(value)
+    if digits is None:
+        return _reason("bad_country_code", f"country code {value.strip()!r} is not a country calling code")
+    code = int(digits)
+    region = phonenumbers.region_code_for_country_code(code)
+    if region == _UNKNOWN_REGION:
+        return _reason("bad_country_code", f"country code {value.strip()!r} is not a known country calling code")
+    return _Country(None if region == _NON_GEO_REGION else region, f"+{code}")
+
+
+def _validate_region(region: str | None) -> str | None:
+    if region is None or region == "":
+        return None
+    upper = region.strip().upper()
+    if upper not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown default region {region!r}: expected an ISO 3166 alpha-2 code such as 'CN'")
+    return upper
+
+
+# ---------------------------------------------------------------- failures
+
+
+def _from_exception(exc: NumberParseException) -> PhoneReason:
+    kind = exc.error_type
+    if kind == NumberParseException.INVALID_COUNTRY_CODE:
+        return UNKNOWN_CALLING_CODE
+    if kind in (NumberParseException.TOO_SHORT_NSN, NumberParseException.TOO_SHORT_AFTER_IDD):
+        return TOO_SHORT
+    if kind == NumberParseException.TOO_LONG:
+        return TOO_LONG
+    return NOT_A_NUMBER
+
+
+def _explain_invalid(number: phonenumbers.PhoneNumber) -> PhoneReason:
+    """Only on the failure path: tell a short number from a long one from a wrong one."""
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible == ValidationResult.TOO_SHORT:
+        return TOO_SHORT
+    if possible == ValidationResult.TOO_LONG:
+        return TOO_LONG
+    if possible == ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+        return LOCAL_ONLY
+    if possible == ValidationResult.INVALID_COUNTRY_CODE:
+        return UNKNOWN_CALLING_CODE
+    if possible == ValidationResult.INVALID_LENGTH:
+        return BAD_LENGTH
+    region = phonenumbers.region_code_for_country_code(number.country_code or 0)
+    return _reason("invalid_number", f"the number is not a valid number for +{number.country_code} ({region})")
+
+
+def _not_a_number_or_scientific(text: str, reason: PhoneReason) -> PhoneReason:
+    if reason.code in ("not_a_number", "too_short", "too_long", "invalid_number") and "e+" in text.lower():
+        return SCIENTIFIC
+    return reason
+
+
+# ---------------------------------------------------------------- the normaliser
+
+
+def _clean_area(value: str) -> str | PhoneReason:
+    """'10', '010', '(010)', '１０' -> the digits; blank -> ''; anything else -> bad_area_code."""
+    digits = phonenumbers.normalize_digits_only(value, keep_non_digits=True).strip().strip("()- ")
+    if digits and not (digits.isascii() and digits.isdigit()):
+        return _reason("bad_area_code", f"area code {value.strip()!r} is not made of digits")
+    return digits
+
+
+class PhoneNormaliser:
+    """Normalises contact number fields; keeps a per-instance cache of country-code spellings.
+
+    One instance per import (or per default region) is the intended use: `check` is the fast path.
+    """
+
+    __slots__ = ("_areas", "_countries", "default_region")
+
+    def __init__(self, default_region: str | None = None) -> None:
+        self.default_region = _validate_region(default_region)
+        # country-code spelling -> _Country or PhoneReason; "" is the default region
+        self._countries: dict[str, _Country | PhoneReason] = {}
+        self._areas: dict[str, str | PhoneReason] = {}  # area-code spelling -> digits or reason
+        self._countries[""] = _Country(self.default_region, "") if self.default_region else MISSING_COUNTRY_CODE
+
+    def _country(self, value: str | None) -> _Country | PhoneReason:
+        found = self._countries.get(value or "")
+        if found is None:
+            assert value is not None  # "" is always in the cache
+            found = resolve_country_code(value) if value.strip() else self._countries[""]
+            if len(self._countries) < 4096:  # free text in the column must not grow this forever
+                self._countries[value] = found
+        return found
+
+    def check(
+        self, country_code: str | None, mobile: str | None, area_code: str | None = None, phone: str | None = None
+    ) -> str | PhoneReason:
+        """The E.164 string of the contact's number, or the reason it has none (the fast path)."""
+        number = mobile.strip() if mobile else ""
+        if not number:
+            return self._landline(country_code, area_code, phone)
+        if number[0] in _PLUS_CHARS:
+            region = None
+        else:
+            country = self._countries.get(country_code)  # type: ignore[arg-type]
+            if country is None:
+                country = self._country(country_code)
+            if country.__class__ is not _Country:
+                return country  # type: ignore[return-value]
+            region = country.region
+            if region is None:  # a non-geographic calling code such as +800
+                number = country.prefix + number
+        try:
+            parsed = _parse(number, region)
+        except NumberParseException as exc:
+            return _not_a_number_or_scientific(number, _from_exception(exc))
+        if parsed.extension:
+            return HAS_EXTENSION
+        code: int = parsed.country_code  # type: ignore[assignment]
+        region = _SINGLE_REGION.get(code)
+        if _is_valid_for_region(parsed, region) if region else _is_valid(parsed):
+            # E.164 is "+", the calling code and the national significant number: what
+            # format_number(parsed, E164) answers, without its checks for numbers parse never gives.
+            if parsed.italian_leading_zero:
+                return _E164_PREFIX[code] + _nsn(parsed)
+            return _E164_PREFIX[code] + str(parsed.national_number)
+        return _not_a_number_or_scientific(number, _explain_invalid(parsed))
+
+    def _landline(self, country_code: str | None, area_code: str | None, phone: str | None) -> str | PhoneReason:
+        number = phone.strip() if phone else ""
+        if not number:
+            return MISSING_NUMBER
+        if number[0] in _PLUS_CHARS:
+            return self.check(None, number)
+        if area_code:
+            digits = self._areas.get(area_code)
+            if digits is None:
+                digits = _clean_area(area_code)
+                if len(self._areas) < 4096:
+                    self._areas[area_code] = digits
+            if isinstance(digits, PhoneReason):
+                return digits
+            number = digits + number
+        return self.check(country_code, number)
+
+    def normalise(
+        self,
+        *,
+        country_code: str | None = None,
+        mobile: str | None = None,
+        area_code: str | None = None,
+        phone: str | None = None,
+    ) -> PhoneResult:
+        found = self.check(country_code, mobile, area_code, phone)
+        if isinstance(found, str):
+            return PhoneResult(found)
+        return PhoneResult(None, found.code, found.message)
+
+
+@lru_cache(maxsize=32)
+def _normaliser(default_region: str | None) -> PhoneNormaliser:
+    return PhoneNormaliser(default_region)
+
+
+def normalise_number(
+    *,
+    country_code: str | int | None = None,
+    mobile: str | int | None = None,
+    area_code: str | int | None = None,
+    phone: str | int | None = None,
+    default_region: str | None = None,
+) -> PhoneResult:
+    """Normalise one contact's number fields to E.164, or say why not.
+
+    >>> normalise_number(country_code="86", mobile="138 1234 5678").e164
+    '+8613812345678'
+    >>> normalise_number(country_code="(86)", area_code="10", phone="58512042").e164
+    '+861058512042'
+    >>> normalise_number(mobile="12345").reason
+    'missing_country_code'
+    """
+    return _normaliser(default_region).normalise(
+        country_code=_text(country_code), mobile=_text(mobile), area_code=_text(area_code), phone=_text(phone)
+    )
+
+
+def normalise_callee(callee: object, default_region: str | None = None) -> PhoneResult:
+    """The number of a `models.Callee` (anything with country_code/mobile/area_code/phone attributes)."""
+    return normalise_number(
+        country_code=getattr(callee, "country_code", None),
+        mobile=getattr(callee, "mobile", None),
+        area_code=getattr(callee, "area_code", None),
+        phone=getattr(callee, "phone", None),
+        default_region=default_region,
+    )
+
+
+def _text(value: str | int | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a phone field cannot be a boolean")
+    return str(value)

@@ -1,0 +1,215 @@
+"""outcall.phones: contact number fields -> E.164 or a stable reason."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from outcall.models import Callee
+from outcall.phones import REASONS, PhoneNormaliser, PhoneReason, PhoneResult, normalise_callee, normalise_number
+
+BEIJING_LANDLINE = "+861058512042"
+MOBILE = "+8613812345678"
+
+
+# ---------------------------------------------------------------- the number forms that must work
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # countryCode + mobile, every spelling of the code
+        ({"country_code": "86", "mobile": "13812345678"}, MOBILE),
+        ({"country_code": "+86", "mobile": "13812345678"}, MOBILE),
+        ({"country_code": "0086", "mobile": "13812345678"}, MOBILE),
+        ({"country_code": "(86)", "mobile": "13812345678"}, MOBILE),
+        ({"country_code": " 86 ", "mobile": "13812345678"}, MOBILE),
+        ({"country_code": "( 86 )", "mobile": "13812345678"}, MOBILE),
+        ({"country_code": "86.0", "mobile": "13812345678"}, MOBILE),  # a spreadsheet number as text
+        ({"country_code": 86, "mobile": 13812345678}, MOBILE),  # numbers, as JSON or XLSX may give them
+        # separators people type
+        ({"country_code": "86", "mobile": "138 1234 5678"}, MOBILE),
+        ({"country_code": "86", "mobile": "138-1234-5678"}, MOBILE),
+        ({"country_code": "86", "mobile": "138.1234.5678"}, MOBILE),
+        ({"country_code": "86", "mobile": "(138) 1234-5678"}, MOBILE),
+        ({"country_code": "86", "mobile": "  13812345678\t"}, MOBILE),
+        # national prefix, country code or international prefix inside the number
+        ({"country_code": "86", "mobile": "013812345678"}, MOBILE),
+        ({"country_code": "86", "mobile": "8613812345678"}, MOBILE),
+        ({"country_code": "86", "mobile": "008613812345678"}, MOBILE),
+        # full-width digits, plus and spaces
+        ({"country_code": "８６", "mobile": "１３８１２３４５６７８"}, MOBILE),
+        ({"country_code": "＋８６", "mobile": "１３８　１２３４　５６７８"}, MOBILE),
+        ({"mobile": "＋８６１３８１２３４５６７８"}, MOBILE),
+        # already international: the country code field is not needed, and ignored
+        ({"mobile": "+86 138 1234 5678"}, MOBILE),
+        ({"country_code": "", "mobile": "+8613812345678"}, MOBILE),
+        ({"country_code": "1", "mobile": "+86 138-1234-5678"}, MOBILE),
+        ({"mobile": "+1 (650) 253-0000"}, "+16502530000"),
+        # landlines: area code without its 0, with its 0, or inside the number
+        ({"country_code": "86", "area_code": "10", "phone": "58512042"}, BEIJING_LANDLINE),
+        ({"country_code": "86", "area_code": "010", "phone": "58512042"}, BEIJING_LANDLINE),
+        ({"country_code": "(86)", "area_code": "(010)", "phone": "5851-2042"}, BEIJING_LANDLINE),
+        ({"country_code": "86", "area_code": "１０", "phone": "５８５１２０４２"}, BEIJING_LANDLINE),
+        ({"country_code": "86", "area_code": "29", "phone": "88888888"}, "+862988888888"),
+        ({"country_code": "86", "phone": "010-58512042"}, BEIJING_LANDLINE),
+        ({"country_code": "86", "area_code": "", "phone": "1058512042"}, BEIJING_LANDLINE),
+        ({"area_code": "10", "phone": "+86 10 5851 2042"}, BEIJING_LANDLINE),  # + wins, area ignored
+        # other countries
+        ({"country_code": "852", "mobile": "9123 4567"}, "+85291234567"),
+        ({"country_code": "886", "mobile": "0912 345 678"}, "+886912345678"),
+        ({"country_code": "1", "mobile": "(650) 253-0000"}, "+16502530000"),
+        ({"country_code": "44", "mobile": "07911 123456"}, "+447911123456"),
+        ({"country_code": "39", "phone": "02 1234 5678"}, "+390212345678"),  # Italian leading zero kept
+        ({"country_code": "800", "mobile": "1234 5678"}, "+80012345678"),  # non-geographic code
+        # mobile wins when both are given
+        ({"country_code": "86", "mobile": "13812345678", "area_code": "10", "phone": "58512042"}, MOBILE),
+    ],
+)
+def test_valid_forms_give_e164(fields: dict, expected: str) -> None:
+    result = normalise_number(**fields)
+    assert result == PhoneResult(expected)
+    assert result.ok
+    # the answer is what phonenumbers itself formats for that number
+    assert phonenumbers.format_number(phonenumbers.parse(expected), phonenumbers.PhoneNumberFormat.E164) == expected
+    assert phonenumbers.is_valid_number(phonenumbers.parse(expected))
+
+
+def test_default_region_applies_only_without_a_country_code() -> None:
+    assert normalise_number(mobile="13812345678", default_region="CN").e164 == MOBILE
+    assert normalise_number(mobile="13812345678", default_region="cn").e164 == MOBILE
+    assert normalise_number(area_code="10", phone="58512042", default_region="CN").e164 == BEIJING_LANDLINE
+    # an explicit country code beats the default region
+    assert normalise_number(country_code="852", mobile="91234567", default_region="CN").e164 == "+85291234567"
+    assert normalise_number(country_code="852", mobile="13812345678", default_region="CN").ok is False
+
+
+def test_unknown_default_region_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="default region"):
+        PhoneNormaliser("XX")
+    with pytest.raises(ValueError, match="default region"):
+        normalise_number(mobile="13812345678", default_region="China")
+
+
+# ---------------------------------------------------------------- refusals and their reasons
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({}, "missing_number"),
+        ({"country_code": "86"}, "missing_number"),
+        ({"country_code": "86", "mobile": "   ", "phone": " "}, "missing_number"),
+        ({"country_code": "86", "area_code": "10"}, "missing_number"),
+        ({"mobile": "13812345678"}, "missing_country_code"),
+        ({"area_code": "10", "phone": "58512042"}, "missing_country_code"),
+        ({"country_code": "abc", "mobile": "13812345678"}, "bad_country_code"),
+        ({"country_code": "99", "mobile": "13812345678"}, "bad_country_code"),  # no such calling code
+        ({"country_code": "8 6 0 0", "mobile": "13812345678"}, "bad_country_code"),
+        ({"country_code": "+", "mobile": "13812345678"}, "bad_country_code"),
+        ({"country_code": "86-10", "mobile": "13812345678"}, "bad_country_code"),
+        ({"mobile": "+999 1234 5678"}, "bad_country_code"),
+        ({"country_code": "86", "mobile": "hello"}, "not_a_number"),
+        ({"country_code": "86", "mobile": "n/a"}, "not_a_number"),
+        ({"country_code": "86", "mobile": "-"}, "not_a_number"),
+        ({"country_code": "86", "mobile": "1.38123E+10"}, "not_a_number"),
+        ({"country_code": "86", "mobile": "1"}, "not_a_number"),
+        ({"country_code": "86", "mobile": "138"}, "too_short"),
+        ({"country_code": "86", "mobile": "138123"}, "too_short"),
+        ({"country_code": "86", "area_code": "10", "phone": "123"}, "too_short"),
+        ({"country_code": "86", "mobile": "138123456789012"}, "too_long"),
+        ({"country_code": "86", "mobile": "1" * 20}, "too_long"),
+        ({"country_code": "86", "mobile": "1901111456"}, "invalid_number"),  # ten digits, from the seed
+        ({"country_code": "86", "mobile": "12812345678"}, "invalid_number"),  # no such mobile range
+        ({"country_code": "1", "mobile": "555 0100 000"}, "invalid_number"),
+        ({"country_code": "86", "area_code": "1a", "phone": "58512042"}, "bad_area_code"),
+        ({"country_code": "86", "mobile": "13812345678 ext. 123"}, "has_extension"),
+        ({"country_code": "86", "area_code": "10", "phone": "58512042 ext 9"}, "has_extension"),
+    ],
+)
+def test_refusals_have_a_stable_reason(fields: dict, reason: str) -> None:
+    result = normalise_number(**fields)
+    assert result.e164 is None
+    assert not result.ok
+    assert result.reason == reason
+    assert reason in REASONS
+    assert result.message  # always something a person can read
+
+
+def test_beijing_number_without_area_code_is_refused() -> None:
+    assert normalise_number(country_code="86", phone="58512042").reason == "invalid_number"
+
+
+def test_seed_failure_case_is_refused_as_the_provider_would() -> None:
+    # seeds/quanshi-event-call-add.txt: 1901111456 comes back as failed
+    result = normalise_callee(Callee(country_code="86", mobile="1901111456", name="测试"))
+    assert result.reason == "invalid_number"
+    assert "+86" in (result.message or "")
+
+
+def test_callee_from_seed_example() -> None:
+    callee = Callee(
+        company="quanshi.com", country_code="86", mobile="18100000030", name="user1", area_code="", phone=""
+    )
+    assert normalise_callee(callee).e164 == "+8618100000030"
+    landline = Callee(country_code="86", area_code="10", phone="58512042")
+    assert normalise_callee(landline).e164 == BEIJING_LANDLINE
+
+
+def test_local_only_number_says_the_area_code_is_missing() -> None:
+    result = normalise_number(country_code="1", phone="253-0000")  # a US number without its area code
+    assert result.reason == "too_short"
+    assert "area code" in (result.message or "")
+
+
+def test_scientific_notation_is_explained() -> None:
+    result = normalise_number(country_code="86", mobile="1.38123E+10")
+    assert "scientific" in (result.message or "")
+
+
+def test_boolean_field_is_refused() -> None:
+    with pytest.raises(TypeError):
+        normalise_number(country_code="86", mobile=True)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the fast path
+
+
+def test_check_returns_a_string_or_a_reason() -> None:
+    normaliser = PhoneNormaliser("CN")
+    assert normaliser.check("86", "13812345678", "", "") == MOBILE
+    assert normaliser.check(None, "13812345678") == MOBILE
+    refused = normaliser.check("86", "138", "", "")
+    assert isinstance(refused, PhoneReason)
+    assert refused.code == "too_short"
+
+
+def test_check_agrees_with_bare_phonenumbers_on_many_numbers() -> None:
+    normaliser = PhoneNormaliser()
+    for prefix in ("130", "139", "150", "158", "166", "177", "186", "199", "120", "100", "191"):
+        for suffix in ("00000000", "12345678", "99999999"):
+            national = prefix + suffix
+            parsed = phonenumbers.parse(national, "CN")
+            valid = phonenumbers.is_valid_number(parsed)
+            expected = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) if valid else None
+            found = normaliser.check("86", national, "", "")
+            assert (found if isinstance(found, str) else None) == expected, national
+
+
+def test_country_code_spellings_are_cached_but_bounded() -> None:
+    normaliser = PhoneNormaliser()
+    for i in range(5000):
+        normaliser.check(f"x{i}", "13812345678", "", "")
+    assert len(normaliser._countries) <= 4096
+    assert normaliser.check("86", "13812345678", "", "") == MOBILE
+
+
+def test_same_answer_from_cache_and_from_scratch() -> None:
+    normaliser = PhoneNormaliser()
+    first = normaliser.check("+86", "13812345678", "", "")
+    again = normaliser.check("+86", "13912345678", "", "")
+    assert first == MOBILE
+    assert again == "+8613912345678"
+    bad_first = normaliser.check("999", "13812345678", "", "")
+    bad_again = normaliser.check("999", "13812345678", "", "")
+    assert isinstance(bad_first, PhoneReason)
+    assert bad_first == bad_again
