@@ -31,7 +31,8 @@ def test_sam_build_packages_every_function_and_the_layer(tmp_path: Path) -> None
     build = tmp_path / "build"
     result = _sam("build", "--build-dir", str(build), "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (build / "OutcallLayer" / "python" / "outcall" / "store.py").is_file()
+    assert (build / "OutcallLayer" / "python" / "outcall" / "store" / "__init__.py").is_file()
+    assert (build / "OutcallLayer" / "python" / "outcall" / "providers" / "aliyun.py").is_file()
     assert (build / "OutcallLayer" / "python" / "phonenumbers").is_dir()
     assert (build / "ContactImportFunction" / "contact_import_handler.py").is_file()
     assert (build / "ApiDocsFunction" / "api_docs" / "api_docs_handler.py").is_file()
