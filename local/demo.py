@@ -65,6 +65,19 @@ def main() -> int:
         time.sleep(0.2)
     show(answer)
 
+    say("a dialing task on each provider that has tasks, through its lifecycle")
+    for provider, kind in (("xswitch", "auto"), ("aliyun", "predictive"), ("nxcloud", "robot"), ("airudder", "robot")):
+        body: dict[str, Any] = {"name": f"demo {provider}", "provider": provider, "type": kind}
+        created = show(
+            requests.post(f"{API}/tasks", json=body, headers={**auth, "Idempotency-Key": uuid.uuid4().hex}, timeout=30)
+        )
+        if not created or "taskId" not in created:
+            continue
+        task = created["taskId"]
+        for action in ("start", "pause", "start", "stop"):
+            show(requests.post(f"{API}/tasks/{task}/{action}", headers=auth, timeout=30))
+    show(requests.post(f"{API}/tasks", json={"name": "x", "provider": "quanshi"}, headers=auth, timeout=10))
+
     say("what the local stack delivered")
     for row in requests.get(f"{API}/_local/deliveries", timeout=5).json()[-8:]:
         print(f"   {row['trigger']:<10} {row['function']:<28} {row['detail']:<40} {row['outcome']}")

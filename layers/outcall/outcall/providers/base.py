@@ -103,19 +103,19 @@ class Provider(ABC):
         raise self._unsupported("tasks")
 
     def update_task(self, provider_task_id: str, spec: TaskSpec) -> None:
-        raise self._unsupported("tasks")
+        raise self._unsupported("task update")
 
     def delete_task(self, provider_task_id: str) -> None:
-        raise self._unsupported("tasks")
+        raise self._unsupported("task deletion")
 
     def start_task(self, provider_task_id: str) -> None:
-        raise self._unsupported("tasks")
+        raise self._unsupported("task start")
 
     def pause_task(self, provider_task_id: str) -> None:
         raise self._unsupported("pause")
 
     def stop_task(self, provider_task_id: str) -> None:
-        raise self._unsupported("tasks")
+        raise self._unsupported("task stop")
 
     def clone_task(self, provider_task_id: str, name: str) -> str:
         raise self._unsupported("clone")
