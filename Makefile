@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run demo test test-fast lint bench build validate deploy tokens clean
+.PHONY: run demo test test-fast lint bench build validate deploy tokens redrive clean
 
 $(STAMP): requirements.txt requirements-dev.txt layers/outcall/requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is needed"; exit 1; }
@@ -22,7 +22,7 @@ run: $(STAMP)  ## serve the whole system on 127.0.0.1
 	$(BIN)/python -m local
 
 demo: $(STAMP)  ## drive a running local stack over HTTP and print what happened
-	$(BIN)/python -m local.demo
+	PYTHONPATH=layers/outcall $(BIN)/python -m local.demo
 
 test: $(STAMP)  ## every test, slow suites and template checks included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -49,6 +49,9 @@ deploy: build
 
 tokens: $(STAMP)  ## e.g. make tokens ARGS="create --name ci"
 	$(BIN)/python -m outcall.tokens $(ARGS)
+
+redrive: $(STAMP)  ## move a DLQ's messages back to its queue: make redrive QUEUE=results (or imports)
+	PYTHONPATH=layers/outcall $(BIN)/python -m outcall.redrive $${QUEUE:-results} $(ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -94,7 +94,9 @@ def test_due_schedule_fires_once_and_is_deleted(local_stack: Any) -> None:
         Target={
             "Arn": "arn:aws:lambda:us-east-1:123456789012:function:outcall-conference-dialing",
             "RoleArn": "arn:aws:iam::123456789012:role/outcall-SchedulerRole",
-            "Input": json.dumps({"kind": "conference-dial", "eventId": name, "revision": 1}),
+            "Input": json.dumps(
+                {"kind": "conference-dial", "eventId": name, "revision": 1, "dueAt": "2026-01-01T00:00:00Z"}
+            ),
         },
     )
     assert not [d for d in local_stack.deliveries("schedule") if d["detail"] == name]

@@ -200,3 +200,92 @@ class ApiToken(Model):
     token_hash: str
     name: str
     created_at: datetime
+
+
+class CallRecord(Model):
+    """One call as outcall keeps it: the latest state of every event received about that call.
+    `record_id` is `<provider>:<providerCallId>` (or the event's dedup key when the provider names no
+    call); `task_id` is None when no task here has the provider task id of the call."""
+
+    record_id: str
+    task_id: str | None = None
+    provider: ProviderKey
+    provider_call_id: str | None = None
+    provider_task_id: str | None = None
+    provider_contact_ref: str | None = None
+    phone: str | None = Field(None, description="the contact's number, E.164")
+    attempt: int = 1
+    status: CallStatus
+    started_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_seconds: int | None = None
+    hangup_cause: str | None = None
+    intents: list[str] = Field(default_factory=list)
+    recording_url: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict, description="the provider's payload of the latest event applied")
+    first_seen_at: datetime
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------- conference meetings
+
+DialState = Literal["pending", "dialling", "dialled", "failed", "missed"]
+MeetingStatus = Literal["scheduled", "ended", "cancelled"]
+
+
+class Meeting(Model):
+    """A conference whose participants are dialled before it starts; `start_time` is stored in UTC.
+    `revision` changes whenever the start moves (or the meeting is cancelled): a schedule that
+    carries an older revision dials nobody."""
+
+    event_id: str
+    title: str
+    start_time: datetime
+    provider: ProviderKey = "quanshi"
+    caller_id: str | None = None
+    duration_minutes: int = Field(120, description="the meeting ends this long after its start")
+    status: MeetingStatus = "scheduled"
+    revision: int = 1
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+
+
+class DialResult(Model):
+    """The latest outcome of dialling one callee."""
+
+    state: DialState
+    reason: str | None = None
+    provider_call_id: str | None = None
+    at: datetime
+
+
+class MeetingCallee(Model):
+    """A participant of a meeting; one per E.164 number. Due at `start_time - before_minutes`."""
+
+    callee_id: str
+    name: str | None = None
+    company: str | None = None
+    country_code: str | None = None
+    mobile: str | None = None
+    area_code: str | None = None
+    phone: str | None = None
+    role: int = Field(0, ge=0, le=3, description="0 attendee, 1 speaker, 2 host, 3 guest")
+    e164: str
+    before_minutes: int = Field(30, ge=0, le=60)
+    dial_state: DialState = "pending"
+    last_result: DialResult | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MeetingSchedule(Model):
+    """One EventBridge Scheduler one-time schedule of a meeting (one per due time)."""
+
+    name: str
+    due_at: datetime
+    revision: int
+    expression: str

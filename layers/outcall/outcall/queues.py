@@ -27,3 +27,38 @@ def send(queue_url: str, message: Model | dict[str, Any], *, group: str | None =
 def reset_clients() -> None:
     """Forget cached clients (tests switch AWS endpoints between cases)."""
     _sqs.cache_clear()
+
+
+def dead_letter_queue_url(queue_url: str) -> str:
+    """The DLQ of a queue, from its RedrivePolicy."""
+    sqs = _sqs()
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+    policy = json.loads(attrs.get("RedrivePolicy") or "{}")
+    arn = policy.get("deadLetterTargetArn")
+    if not arn:
+        raise ValueError(f"queue {queue_url} has no dead-letter queue")
+    account, name = arn.split(":")[4], arn.split(":")[5]
+    return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
+
+
+def redrive(dlq_url: str, queue_url: str, *, max_messages: int | None = None) -> int:
+    """Move messages from a DLQ back to its queue, body and attributes unchanged: each one is
+    sent before it is deleted, so a crash can only duplicate a message (the consumers are
+    idempotent), never lose one. Returns how many were moved."""
+    sqs = _sqs()
+    moved = 0
+    while max_messages is None or moved < max_messages:
+        want = 10 if max_messages is None else min(10, max_messages - moved)
+        batch = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=want, VisibilityTimeout=60, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            kwargs: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": message["Body"]}
+            if message.get("MessageAttributes"):
+                kwargs["MessageAttributes"] = message["MessageAttributes"]
+            sqs.send_message(**kwargs)
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+            moved += 1
+    return moved

@@ -1,5 +1,6 @@
 """The one place that talks to EventBridge Scheduler: one-time `at()` schedules for a task's
-auto start and auto stop.
+auto start and auto stop (TaskSchedules), and for a meeting's pre-meeting dialing
+(ConferenceSchedules, below).
 
 A schedule's name is deterministic per task and action (`task-<taskId>-<action>`), so creating
 it again moves it, and removing it needs nothing but the task id. Each fires once (`at()` in
@@ -83,4 +84,84 @@ class TaskSchedules:
                 return False
             raise
         logger.info("task schedule removed", extra={"taskId": task_id, "action": action})
+        return True
+
+
+# ---------------------------------------------------------------- conference pre-meeting dialing
+
+CONFERENCE_DIAL_KIND = "conference-dial"
+CONFERENCE_RETRY_POLICY = {"MaximumRetryAttempts": 5, "MaximumEventAgeInSeconds": 3600}
+
+
+def conference_schedule_name(event_id: str, due_at: datetime) -> str:
+    """Deterministic per meeting and due time: `conf-<eventId>-<YYYYMMDDTHHMMSSZ>`."""
+    return f"conf-{event_id}-{due_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"[:64]
+
+
+class ConferenceSchedules:
+    """One one-time schedule per meeting and due time, targeting conference_dialing with
+    `{"kind": "conference-dial", "eventId", "revision", "dueAt"}`; callees with the same due time
+    share it. Scheduler retries a failed delivery (CONFERENCE_RETRY_POLICY), then dead-letters."""
+
+    def __init__(self, client: Any = None, config: Config | None = None) -> None:
+        self._client = client
+        self.config = config or Config.from_env()
+        self.target_arn = os.environ.get("CONFERENCE_DIALING_FUNCTION_ARN", "")
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client("scheduler")
+        return self._client
+
+    def put(self, event_id: str, due_at: datetime, revision: int) -> tuple[str, str]:
+        """Create the schedule of this due time (or move it to `revision`); (name, expression)."""
+        name = conference_schedule_name(event_id, due_at)
+        payload = {
+            "kind": CONFERENCE_DIAL_KIND,
+            "eventId": event_id,
+            "revision": revision,
+            "dueAt": due_at.astimezone(UTC).isoformat(),
+        }
+        target: dict[str, Any] = {
+            "Arn": self.target_arn,
+            "RoleArn": self.config.scheduler_role_arn,
+            "Input": json.dumps(payload),
+            "RetryPolicy": dict(CONFERENCE_RETRY_POLICY),
+        }
+        if self.config.scheduler_dlq_arn:
+            target["DeadLetterConfig"] = {"Arn": self.config.scheduler_dlq_arn}
+        kwargs: dict[str, Any] = {
+            "Name": name,
+            "GroupName": self.config.scheduler_group,
+            "ScheduleExpression": at_expression(due_at),
+            "ScheduleExpressionTimezone": "UTC",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "ActionAfterCompletion": "DELETE",
+            "Target": target,
+            "State": "ENABLED",
+        }
+        try:
+            self.client.create_schedule(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConflictException":
+                raise
+            self.client.update_schedule(**kwargs)
+        logger.info(
+            "conference schedule set",
+            extra={"eventId": event_id, "revision": revision, "at": kwargs["ScheduleExpression"]},
+        )
+        return name, kwargs["ScheduleExpression"]
+
+    def remove(self, event_id: str, due_at: datetime) -> bool:
+        """Remove the schedule; False when there was none (already fired, or never set)."""
+        try:
+            self.client.delete_schedule(
+                Name=conference_schedule_name(event_id, due_at), GroupName=self.config.scheduler_group
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return False
+            raise
+        logger.info("conference schedule removed", extra={"eventId": event_id, "dueAt": due_at.isoformat()})
         return True

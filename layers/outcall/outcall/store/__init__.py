@@ -9,6 +9,15 @@ One table, keys `pk`/`sk`, one GSI (`gsi1pk`/`gsi1sk`) and a TTL attribute `expi
 | task          | TASK#<taskId>       | TASK                | TASKS         | <createdAt>#<taskId>  |
 | task counts   | TASK#<taskId>       | COUNTS              | -             | -                     |
 | task counter  | PROVIDER#<provider> | TASKCOUNT           | -             | -                     |
+| raw push      | PUSH#<pushId>       | PUSH                | -             | -                     |
+| call record   | CALLS#<taskId>      | CALL#<recordId>     | CALLS#<taskId>| <firstSeenAt>#<recordId> |
+| call event    | CALLS#<taskId>      | EVENT#<recordId>#<eventId> | -      | -                     |
+| ptask lookup  | PTASK#<provider>#<providerTaskId> | PTASK | -             | -                     |
+| lifecycle evt | LIFECYCLE#<provider>#<providerTaskId> | EVENT#<dedupKey> | - | -                    |
+| poll cursor   | POLL#<provider>     | CURSOR              | -             | -                     |
+| meeting       | MEETING#<eventId>   | MEETING             | -             | -                     |
+| meeting callee| MEETING#<eventId>   | CALLEE#<e164>       | -             | -                     |
+| meeting sched.| MEETING#<eventId>   | SCHEDULE#<dueAt>    | -             | -                     |
 
 Each kind of item has its module in this package (tokens, imports, tasks, ...), a mixin of
 `Store`; later capabilities add theirs the same way.
@@ -25,6 +34,23 @@ of a provider is updated in the same transaction that puts or deletes a task, co
 staying under the limit. The counts item (`contacts.<status>`, `calls.<outcome>`) is kept current
 by the writers of contacts and calls (`add_task_counts`); reading a task is one Query of its
 partition, which returns the task and its counts together.
+
+Calls (store/calls.py). A verified push is kept once as `PUSH#<pushId>` (sha256 of provider, kind
+and body, so redeliveries are one item; TTL 30 days) before it is queued. Call records live in their
+own partition `CALLS#<taskId>` (never in `TASK#<taskId>`, whose Query must stay small), or
+`CALLS#-<provider>#<providerTaskId>` when no task here has that provider task id. A record is written
+with conditions only: created if absent, else overwritten only while its status is one the caller
+allows (a final status is never replaced); reaching a final status adds `calls.<status>` to the
+task's counts item in the same transaction, so it is counted once. Every event of a call is kept
+as `EVENT#<recordId>#<eventId>` (conditional put: a redelivered event is one item). `GET
+/tasks/{taskId}/calls` is a Query of gsi1 `CALLS#<taskId>` (oldest first; `since` bounds gsi1sk).
+The provider-task-id lookup item is written the first time a call of that task arrives (found
+by a Query of gsi1 `TASKS`). Pollers keep one cursor per provider.
+
+Meetings (store/meetings.py). One partition per meeting: the meeting, its callees and its schedules are
+read with one Query. A callee's sort key is its E.164 number, so adding a number twice is a failed
+conditional put; its `dialState` only changes by a conditional update on the state expected
+(`pending` -> `dialling` -> `dialled`/`failed`, or `pending` -> `missed`).
 """
 
 from __future__ import annotations
@@ -32,7 +58,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from outcall.store.base import GSI1, StoreBase, decode_page_token, encode_page_token, utcnow
+from outcall.store.calls import CallItems
 from outcall.store.imports import ImportItems
+from outcall.store.meetings import MeetingItems
 from outcall.store.tasks import PENDING_STALE_SECONDS, TaskItems
 from outcall.store.tokens import TokenItems
 
@@ -48,7 +76,7 @@ __all__ = [
 ]
 
 
-class Store(TokenItems, ImportItems, TaskItems):
+class Store(TokenItems, ImportItems, TaskItems, MeetingItems, CallItems):
     """Every item of the table, one mixin per kind of item."""
 
 

@@ -1,0 +1,391 @@
+"""Call results: verified pushes in, CallEvents turned into call records, pollers, listing and CSV.
+
+Business rules only: this module gets a store, a provider and (for the queue) a send function;
+it imports neither boto3 nor an HTTP client.
+
+- A push is verified by its provider (and, when the provider's settings have `webhookHmacSecret`,
+  by an HMAC-SHA256 of the body in the header `webhookHmacHeader`, default `X-Outcall-Signature`,
+  hex, optionally prefixed `sha256=`), then kept once under the sha256 of provider, kind and body,
+  then queued once. nxcloud pushes are refused when their signed createTs is more than
+  WEBHOOK_MAX_SKEW_SECONDS off (a smaller `webhookMaxSkewSeconds` setting wins; 0 turns it off).
+- A CallEvent updates the record of its call (`<provider>:<providerCallId>`, else its dedup key).
+  Status ranks: queued < ringing < answered < final (no-answer, busy, failed, completed). An
+  event only replaces a record whose status ranks lower, so a late non-final event never
+  overwrites a final status and a second final never replaces the first. Each event is kept in
+  the call's history once, under a hash of its dedup key, status and attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import io
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import Field
+
+from outcall.errors import InvalidSignature, NotFound, NotSupported
+from outcall.models import FINAL_CALL_STATUSES, CallEvent, CallRecord, CallStatus, Model, TaskLifecycleEvent
+from outcall.observability import logger, mask_phone
+from outcall.providers.base import Provider
+from outcall.store import Store, utcnow
+from outcall.store.calls import calls_pk
+
+WEBHOOK_MAX_SKEW_SECONDS = 300
+RESEND_UNPROCESSED_AFTER_SECONDS = 60
+MAX_POLL_PAGES = 20
+KEPT_HEADERS = ("content-type", "content-encoding")
+
+STATUS_RANK: dict[str, int] = {
+    "queued": 0,
+    "ringing": 1,
+    "answered": 2,
+    **{status: 3 for status in FINAL_CALL_STATUSES},
+}
+
+Outcome = Literal["created", "updated", "kept", "duplicate"]
+
+
+class PushMessage(Model):
+    """The SQS message from the webhook route to the result processor."""
+
+    push_id: str
+    provider: str | None = None
+
+
+class PushReceipt(Model):
+    push_id: str
+    duplicate: bool
+
+
+class StoredPush(Model):
+    push_id: str
+    provider: str
+    kind: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str = Field(description="base64 of the body as received")
+    received_at: datetime
+    queued_at: datetime | None = None
+    processed_at: datetime | None = None
+
+    def raw_body(self) -> bytes:
+        return base64.b64decode(self.body)
+
+
+class ProcessOutcome(Model):
+    calls: dict[str, int] = Field(default_factory=dict)
+    lifecycle: int = 0
+
+
+class PollOutcome(Model):
+    provider: str
+    events: int = 0
+    pages: int = 0
+    outcomes: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class CallPage(Model):
+    items: list[CallRecord]
+    next_token: str | None = None
+
+
+class ProviderFactory(Protocol):
+    def __call__(self, key: str) -> Provider: ...
+
+
+# ---------------------------------------------------------------- intake
+
+
+def push_id(provider: str, kind: str | None, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (provider.encode(), b"\0", (kind or "").encode(), b"\0", body):
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def webhook_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A provider's settings with the push time window of outcall (at most 5 minutes)."""
+    out = dict(settings)
+    configured = float(out.get("webhookMaxSkewSeconds", WEBHOOK_MAX_SKEW_SECONDS))
+    out["webhookMaxSkewSeconds"] = 0 if configured == 0 else min(configured, WEBHOOK_MAX_SKEW_SECONDS)
+    return out
+
+
+def _verify_hmac(provider: Provider, headers: Mapping[str, str], body: bytes) -> None:
+    secret = str(provider.settings.get("webhookHmacSecret") or "")
+    if not secret:
+        return
+    wanted = str(provider.settings.get("webhookHmacHeader", "X-Outcall-Signature")).lower()
+    value = next((v for k, v in headers.items() if k.lower() == wanted), "")
+    value = value.removeprefix("sha256=").strip().lower()
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not value or not hmac.compare_digest(value, expected):
+        raise InvalidSignature(f"{provider.key} push without a valid {wanted} HMAC-SHA256")
+
+
+def receive_push(
+    store: Store,
+    provider: Provider,
+    headers: Mapping[str, str],
+    body: bytes,
+    kind: str | None,
+    query: Mapping[str, Any] | None,
+    enqueue: Callable[[PushMessage], None],
+) -> PushReceipt:
+    """Verify a push, keep it once and queue it once. InvalidSignature: nothing is kept."""
+    if not provider.capabilities.webhooks:
+        raise NotSupported(provider.key, "webhooks")
+    provider.verify_webhook(headers, body, kind, query)
+    _verify_hmac(provider, headers, body)
+    pid = push_id(provider.key, kind, body)
+    kept = {k.lower(): v for k, v in headers.items() if k.lower() in KEPT_HEADERS}
+    now = utcnow()
+    push = StoredPush(
+        push_id=pid,
+        provider=provider.key,
+        kind=kind,
+        headers=kept,
+        body=base64.b64encode(body).decode(),
+        received_at=now,
+    )
+    created = store.put_push(push.dump())
+    if not created:
+        existing = store.get_push(pid)
+        stale = existing is not None and not existing.get("processedAt")
+        if stale and existing is not None:
+            since = (
+                now - datetime.fromisoformat(str(existing.get("queuedAt") or existing["receivedAt"]))
+            ).total_seconds()
+            stale = since > RESEND_UNPROCESSED_AFTER_SECONDS
+        if not stale:
+            return PushReceipt(push_id=pid, duplicate=True)
+        logger.info("re-queueing a push kept but not processed", extra={"pushId": pid})
+    enqueue(PushMessage(push_id=pid, provider=provider.key))
+    return PushReceipt(push_id=pid, duplicate=not created)
+
+
+# ---------------------------------------------------------------- processing
+
+
+def record_id(event: CallEvent) -> str:
+    return f"{event.provider}:{event.provider_call_id}" if event.provider_call_id else event.dedup_key
+
+
+def event_id(event: CallEvent) -> str:
+    raw = f"{event.dedup_key}\0{event.status}\0{event.attempt}".encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def _lower_ranks(status: str) -> list[str]:
+    rank = STATUS_RANK[status]
+    return [s for s, r in STATUS_RANK.items() if r < rank]
+
+
+def record_event(
+    store: Store, event: CallEvent, *, task_cache: dict[tuple[str, str], str | None] | None = None
+) -> Outcome:
+    """Apply one CallEvent: the call record, the task's counts, the call's history."""
+    task_id: str | None = None
+    if event.provider_task_id:
+        cache_key = (event.provider, event.provider_task_id)
+        if task_cache is not None and cache_key in task_cache:
+            task_id = task_cache[cache_key]
+        else:
+            task_id = store.task_id_for(event.provider, event.provider_task_id)
+            if task_cache is not None:
+                task_cache[cache_key] = task_id
+    now = utcnow()
+    rid = record_id(event)
+    record = CallRecord(
+        record_id=rid,
+        task_id=task_id,
+        provider=event.provider,
+        provider_call_id=event.provider_call_id,
+        provider_task_id=event.provider_task_id,
+        provider_contact_ref=event.provider_contact_ref,
+        phone=event.phone,
+        attempt=event.attempt,
+        status=event.status,
+        started_at=event.started_at,
+        answered_at=event.answered_at,
+        ended_at=event.ended_at,
+        duration_seconds=event.duration_seconds,
+        hangup_cause=event.hangup_cause,
+        intents=event.intents,
+        recording_url=event.recording_url,
+        raw=event.raw,
+        first_seen_at=now,
+        updated_at=now,
+    )
+    final = event.status in FINAL_CALL_STATUSES
+    outcome: Outcome = store.upsert_call(  # type: ignore[assignment]
+        record.dump(), replaces=_lower_ranks(event.status), count_as=event.status if final else None
+    )
+    pk = calls_pk(task_id, event.provider, event.provider_task_id)
+    history = {
+        "recordId": rid,
+        "eventId": event_id(event),
+        "dedupKey": event.dedup_key,
+        "status": event.status,
+        "attempt": event.attempt,
+        "occurredAt": event.occurred_at.isoformat() if event.occurred_at else None,
+        "receivedAt": now.isoformat(),
+        "applied": outcome != "kept",
+        "event": event.dump(),
+    }
+    kept = store.put_call_event(pk, rid, event_id(event), {k: v for k, v in history.items() if v is not None})
+    if not kept and outcome == "kept":
+        outcome = "duplicate"
+    logger.info(
+        "call event",
+        extra={
+            "provider": event.provider,
+            "taskId": task_id,
+            "recordId": rid,
+            "status": event.status,
+            "outcome": outcome,
+            "phone": mask_phone(event.phone) if event.phone else None,
+        },
+    )
+    return outcome
+
+
+def record_lifecycle(store: Store, event: TaskLifecycleEvent) -> bool:
+    return store.put_lifecycle_event({**event.dump(), "receivedAt": utcnow().isoformat()})
+
+
+def process_events(store: Store, events: list[CallEvent | TaskLifecycleEvent]) -> ProcessOutcome:
+    outcome = ProcessOutcome()
+    cache: dict[tuple[str, str], str | None] = {}
+    for event in events:
+        if isinstance(event, CallEvent):
+            result = record_event(store, event, task_cache=cache)
+            outcome.calls[result] = outcome.calls.get(result, 0) + 1
+        else:
+            outcome.lifecycle += int(record_lifecycle(store, event))
+    return outcome
+
+
+def process_push(store: Store, providers: ProviderFactory, message: PushMessage) -> ProcessOutcome:
+    """The result processor: the kept push, parsed by its provider, applied event by event.
+    Any error propagates, so the message is retried and in the end lands in the DLQ."""
+    item = store.get_push(message.push_id)
+    if item is None:
+        raise NotFound(f"push {message.push_id} is not kept (expired?)")
+    push = StoredPush.model_validate(item)
+    provider = providers(push.provider)
+    events = provider.parse_webhook(push.headers, push.raw_body(), push.kind)
+    outcome = process_events(store, events)
+    store.mark_push(push.push_id, "processedAt")
+    return outcome
+
+
+# ---------------------------------------------------------------- polling
+
+
+def poll_provider(store: Store, provider: Provider, *, max_pages: int = MAX_POLL_PAGES) -> PollOutcome:
+    """Poll from the stored cursor; the cursor moves only past events that were applied, so a
+    failed poll leaves it where it was (no gap) and redelivered rows are absorbed (no duplicate)."""
+    outcome = PollOutcome(provider=provider.key)
+    cursor = store.get_poll_cursor(provider.key)
+    cache: dict[tuple[str, str], str | None] = {}
+    for _ in range(max_pages):
+        try:
+            page = provider.poll_results(cursor)
+        except Exception as exc:  # the provider's fault: keep the cursor, try at the next schedule
+            outcome.error = f"{type(exc).__name__}: {exc}"[:300]
+            logger.warning("poll failed; cursor kept", extra={"provider": provider.key, "error": outcome.error})
+            return outcome
+        for event in page.events:
+            result = record_event(store, event, task_cache=cache)
+            outcome.outcomes[result] = outcome.outcomes.get(result, 0) + 1
+        outcome.events += len(page.events)
+        outcome.pages += 1
+        if page.cursor != cursor:
+            store.put_poll_cursor(provider.key, page.cursor)
+            cursor = page.cursor
+        if not page.more:
+            break
+    return outcome
+
+
+def poll_all(store: Store, settings: Mapping[str, Any], providers: ProviderFactory) -> list[PollOutcome]:
+    """Every provider that is polled for results and has settings."""
+    from outcall.models import PROVIDER_KEYS
+    from outcall.providers import provider_class
+
+    outcomes = []
+    for key in PROVIDER_KEYS:
+        if key not in settings or not provider_class(key).capabilities.polling:
+            continue
+        outcomes.append(poll_provider(store, providers(key)))
+    return outcomes
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _ensure_task(store: Store, task_id: str) -> None:
+    """A task that exists, or existed (its calls stay after it is deleted)."""
+    if store.get_task(task_id) is None and not store.list_calls(task_id, limit=1)[0]:
+        raise NotFound(f"no task {task_id!r}")
+
+
+def list_calls(
+    store: Store,
+    task_id: str,
+    *,
+    status: CallStatus | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+    next_token: str | None = None,
+) -> CallPage:
+    _ensure_task(store, task_id)
+    items, token = store.list_calls(
+        task_id, status=status, since=since.isoformat() if since else None, limit=limit, next_token=next_token
+    )
+    return CallPage(items=[CallRecord.model_validate(i) for i in items], next_token=token)
+
+
+CSV_COLUMNS = (
+    "recordId",
+    "taskId",
+    "provider",
+    "providerCallId",
+    "providerContactRef",
+    "phone",
+    "attempt",
+    "status",
+    "startedAt",
+    "answeredAt",
+    "endedAt",
+    "durationSeconds",
+    "hangupCause",
+    "intents",
+    "recordingUrl",
+)
+
+
+def calls_csv(store: Store, task_id: str, *, status: CallStatus | None = None, since: datetime | None = None) -> str:
+    """Every call of a task (read page by page) as CSV, one row per call."""
+    _ensure_task(store, task_id)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    token: str | None = None
+    while True:
+        items, token = store.list_calls(
+            task_id, status=status, since=since.isoformat() if since else None, limit=100, next_token=token
+        )
+        for item in items:
+            record = CallRecord.model_validate(item)
+            row = record.dump()
+            row["intents"] = "|".join(record.intents)
+            writer.writerow([row.get(c, "") for c in CSV_COLUMNS])
+        if not token:
+            return out.getvalue()
