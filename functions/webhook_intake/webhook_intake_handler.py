@@ -18,7 +18,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from outcall import queues, results
+from outcall import conferences, queues, results
 from outcall.api import configure, error_body
 from outcall.config import Config, provider_settings
 from outcall.models import CallStatus
@@ -108,7 +108,7 @@ def list_calls(
 @tracer.capture_method
 def on_result(record: SQSRecord) -> None:
     message = results.PushMessage.model_validate_json(record.body)
-    outcome = results.process_push(default_store(), _provider, message)
+    outcome = results.process_push(default_store(), _provider, message, conferences.on_lifecycle)
     logger.info("push processed", extra={"pushId": message.push_id, **outcome.dump()})
 
 

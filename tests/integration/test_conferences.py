@@ -431,3 +431,21 @@ def test_update_with_a_new_start_reschedules(sim: Any, clock: Clock) -> None:
     assert view["revision"] == 2
     assert [s["ScheduleExpression"] for s in schedules_of(EVENT)] == [at_of(new_start - timedelta(minutes=30))]
     assert conferences.on_update(_push("update", start_time=new_start), _service(clock)).reason == "nothing to change"
+
+
+def test_meeting_pushes_reach_the_conference_service_through_the_result_processor(sim: Any, clock: Clock) -> None:
+    from outcall import results
+    from outcall.store import default_store
+
+    register(clock, timedelta(minutes=50))
+    add(EVENT, [mobile(1), mobile(2)], beforeMinutes=10)
+    clock.now += timedelta(minutes=5)
+    svc = _service(clock)
+    begin = _push("meetingbegin")
+    outcome = results.process_events(default_store(), [begin], lambda e: conferences.on_lifecycle(e, svc))
+    assert outcome.lifecycle == 1
+    assert states() == {"+8618100000001": "dialled", "+8618100000002": "dialled"}
+    # the same push delivered again dials nobody twice and is kept once
+    again = results.process_events(default_store(), [begin], lambda e: conferences.on_lifecycle(e, svc))
+    assert again.lifecycle == 0
+    assert len(call_adds(sim)) == 1

@@ -630,5 +630,13 @@ def on_update(event: TaskLifecycleEvent, service: ConferenceService | None = Non
     return (service or default_service()).on_update(event)
 
 
+def on_lifecycle(event: TaskLifecycleEvent, service: ConferenceService | None = None) -> DialSummary | None:
+    """A provider's meeting push (quanshi meetingbegin / meetingend / update); other providers'
+    lifecycle pushes are not about meetings."""
+    if event.kind not in {"meetingbegin", "meetingend", "update"}:
+        return None
+    return (service or default_service()).on_lifecycle(event)
+
+
 def fire(event: ConferenceDialEvent, service: ConferenceService | None = None) -> DialSummary:
     return (service or default_service()).fire(event)

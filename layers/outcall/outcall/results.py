@@ -259,7 +259,14 @@ def record_lifecycle(store: Store, event: TaskLifecycleEvent) -> bool:
     return store.put_lifecycle_event({**event.dump(), "receivedAt": utcnow().isoformat()})
 
 
-def process_events(store: Store, events: list[CallEvent | TaskLifecycleEvent]) -> ProcessOutcome:
+LifecycleHandler = Callable[[TaskLifecycleEvent], object]
+
+
+def process_events(
+    store: Store, events: list[CallEvent | TaskLifecycleEvent], on_lifecycle: LifecycleHandler | None = None
+) -> ProcessOutcome:
+    """Call events become call records; lifecycle events (a meeting began, ended, moved) go to
+    `on_lifecycle` first (its actions are idempotent, so a retried push is safe) and are kept."""
     outcome = ProcessOutcome()
     cache: dict[tuple[str, str], str | None] = {}
     for event in events:
@@ -267,11 +274,15 @@ def process_events(store: Store, events: list[CallEvent | TaskLifecycleEvent]) -
             result = record_event(store, event, task_cache=cache)
             outcome.calls[result] = outcome.calls.get(result, 0) + 1
         else:
+            if on_lifecycle is not None:
+                on_lifecycle(event)
             outcome.lifecycle += int(record_lifecycle(store, event))
     return outcome
 
 
-def process_push(store: Store, providers: ProviderFactory, message: PushMessage) -> ProcessOutcome:
+def process_push(
+    store: Store, providers: ProviderFactory, message: PushMessage, on_lifecycle: LifecycleHandler | None = None
+) -> ProcessOutcome:
     """The result processor: the kept push, parsed by its provider, applied event by event.
     Any error propagates, so the message is retried and in the end lands in the DLQ."""
     item = store.get_push(message.push_id)
@@ -280,7 +291,7 @@ def process_push(store: Store, providers: ProviderFactory, message: PushMessage)
     push = StoredPush.model_validate(item)
     provider = providers(push.provider)
     events = provider.parse_webhook(push.headers, push.raw_body(), push.kind)
-    outcome = process_events(store, events)
+    outcome = process_events(store, events, on_lifecycle)
     store.mark_push(push.push_id, "processedAt")
     return outcome
 
