@@ -78,6 +78,33 @@ def main() -> int:
             show(requests.post(f"{API}/tasks/{task}/{action}", headers=auth, timeout=30))
     show(requests.post(f"{API}/tasks", json={"name": "x", "provider": "quanshi"}, headers=auth, timeout=10))
 
+    say("a meeting 15 seconds ahead: callees dialled by its EventBridge schedule")
+    from datetime import UTC, datetime, timedelta
+
+    event_id = str(int(time.time()))
+    start = (datetime.now(UTC) + timedelta(seconds=15)).isoformat(timespec="seconds")
+    meeting = {"title": "Quarterly review", "startTime": start, "provider": "quanshi"}
+    show(requests.put(f"{API}/events/{event_id}", json=meeting, headers=auth, timeout=10))
+    callees: dict[str, Any] = {
+        "eventId": event_id,
+        "beforeMinutes": 0,
+        "callList": [
+            {"name": "Host", "countryCode": "86", "mobile": "13800138000", "role": 2},
+            {"name": "Guest", "countryCode": "86", "areaCode": "10", "phone": "58512042", "role": 3},
+            {"name": "Typo", "countryCode": "86", "mobile": "1380013"},
+            {"name": "Again", "countryCode": "86", "mobile": "138 0013 8000"},
+        ],
+    }
+    show(requests.post(f"{API}/events/{event_id}/calls", json=callees, headers=auth, timeout=10))
+    print("   (errorType 1: invalid number, 2: duplicate; waiting for the schedule to fire...)")
+    for _ in range(60):
+        view = requests.get(f"{API}/events/{event_id}", headers=auth, timeout=10).json()
+        if view.get("callees") and all(c.get("dialState") != "pending" for c in view["callees"]):
+            break
+        time.sleep(0.5)
+    for callee in view.get("callees", []):
+        print(f"   {callee.get('name', ''):<8} role {callee.get('role')} -> {callee.get('dialState')}")
+
     say("what the local stack delivered")
     for row in requests.get(f"{API}/_local/deliveries", timeout=5).json()[-8:]:
         print(f"   {row['trigger']:<10} {row['function']:<28} {row['detail']:<40} {row['outcome']}")
