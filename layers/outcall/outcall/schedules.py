@@ -32,13 +32,18 @@ def at_expression(when: datetime) -> str:
     return f"at({when.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S')})"
 
 
-class TaskSchedules:
-    """Auto start / auto stop schedules of tasks."""
+class OneTimeSchedules:
+    """One-time `at()` schedules in the stack's group, targeting one function: create (or move
+    when the name exists) and remove. FlexibleTimeWindow OFF, deleted by Scheduler after it ran,
+    failed deliveries dead-lettered to the scheduler DLQ."""
+
+    target_env = ""  # the environment variable that holds the target function's ARN
+    retry_policy: dict[str, int] | None = None
 
     def __init__(self, client: Any = None, config: Config | None = None) -> None:
         self._client = client
         self.config = config or Config.from_env()
-        self.target_arn = os.environ.get("TASK_CONTROL_FUNCTION_ARN", "")
+        self.target_arn = os.environ.get(self.target_env, "")
 
     @property
     def client(self) -> Any:
@@ -46,12 +51,15 @@ class TaskSchedules:
             self._client = boto3.client("scheduler")
         return self._client
 
-    def put(self, task_id: str, action: str, when: datetime, version: int) -> str:
-        """Create the schedule, or move it when it exists."""
-        name = schedule_name(task_id, action)
-        payload = {"kind": TASK_AUTO_KIND, "taskId": task_id, "action": action, "version": version}
-        target: dict[str, Any] = {"Arn": self.target_arn, "RoleArn": self.config.scheduler_role_arn}
-        target["Input"] = json.dumps(payload)
+    def _put(self, name: str, when: datetime, payload: dict[str, Any]) -> str:
+        """Create or move the schedule `name`; returns its at() expression."""
+        target: dict[str, Any] = {
+            "Arn": self.target_arn,
+            "RoleArn": self.config.scheduler_role_arn,
+            "Input": json.dumps(payload),
+        }
+        if self.retry_policy:
+            target["RetryPolicy"] = dict(self.retry_policy)
         if self.config.scheduler_dlq_arn:
             target["DeadLetterConfig"] = {"Arn": self.config.scheduler_dlq_arn}
         kwargs: dict[str, Any] = {
@@ -70,21 +78,35 @@ class TaskSchedules:
             if exc.response.get("Error", {}).get("Code") != "ConflictException":
                 raise
             self.client.update_schedule(**kwargs)
-        logger.info(
-            "task schedule set", extra={"taskId": task_id, "action": action, "at": kwargs["ScheduleExpression"]}
-        )
-        return name
+        logger.info("schedule set", extra={"schedule": name, "at": kwargs["ScheduleExpression"]})
+        return str(kwargs["ScheduleExpression"])
 
-    def remove(self, task_id: str, action: str) -> bool:
+    def _remove(self, name: str) -> bool:
         """Remove the schedule; False when there was none (already fired, or never set)."""
         try:
-            self.client.delete_schedule(Name=schedule_name(task_id, action), GroupName=self.config.scheduler_group)
+            self.client.delete_schedule(Name=name, GroupName=self.config.scheduler_group)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 return False
             raise
-        logger.info("task schedule removed", extra={"taskId": task_id, "action": action})
+        logger.info("schedule removed", extra={"schedule": name})
         return True
+
+
+class TaskSchedules(OneTimeSchedules):
+    """Auto start / auto stop schedules of tasks."""
+
+    target_env = "TASK_CONTROL_FUNCTION_ARN"
+
+    def put(self, task_id: str, action: str, when: datetime, version: int) -> str:
+        """Create the schedule, or move it when it exists."""
+        name = schedule_name(task_id, action)
+        payload = {"kind": TASK_AUTO_KIND, "taskId": task_id, "action": action, "version": version}
+        self._put(name, when, payload)
+        return name
+
+    def remove(self, task_id: str, action: str) -> bool:
+        return self._remove(schedule_name(task_id, action))
 
 
 # ---------------------------------------------------------------- conference pre-meeting dialing
@@ -98,21 +120,13 @@ def conference_schedule_name(event_id: str, due_at: datetime) -> str:
     return f"conf-{event_id}-{due_at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"[:64]
 
 
-class ConferenceSchedules:
+class ConferenceSchedules(OneTimeSchedules):
     """One one-time schedule per meeting and due time, targeting conference_dialing with
     `{"kind": "conference-dial", "eventId", "revision", "dueAt"}`; callees with the same due time
     share it. Scheduler retries a failed delivery (CONFERENCE_RETRY_POLICY), then dead-letters."""
 
-    def __init__(self, client: Any = None, config: Config | None = None) -> None:
-        self._client = client
-        self.config = config or Config.from_env()
-        self.target_arn = os.environ.get("CONFERENCE_DIALING_FUNCTION_ARN", "")
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = boto3.client("scheduler")
-        return self._client
+    target_env = "CONFERENCE_DIALING_FUNCTION_ARN"
+    retry_policy = CONFERENCE_RETRY_POLICY
 
     def put(self, event_id: str, due_at: datetime, revision: int) -> tuple[str, str]:
         """Create the schedule of this due time (or move it to `revision`); (name, expression)."""
@@ -123,45 +137,7 @@ class ConferenceSchedules:
             "revision": revision,
             "dueAt": due_at.astimezone(UTC).isoformat(),
         }
-        target: dict[str, Any] = {
-            "Arn": self.target_arn,
-            "RoleArn": self.config.scheduler_role_arn,
-            "Input": json.dumps(payload),
-            "RetryPolicy": dict(CONFERENCE_RETRY_POLICY),
-        }
-        if self.config.scheduler_dlq_arn:
-            target["DeadLetterConfig"] = {"Arn": self.config.scheduler_dlq_arn}
-        kwargs: dict[str, Any] = {
-            "Name": name,
-            "GroupName": self.config.scheduler_group,
-            "ScheduleExpression": at_expression(due_at),
-            "ScheduleExpressionTimezone": "UTC",
-            "FlexibleTimeWindow": {"Mode": "OFF"},
-            "ActionAfterCompletion": "DELETE",
-            "Target": target,
-            "State": "ENABLED",
-        }
-        try:
-            self.client.create_schedule(**kwargs)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConflictException":
-                raise
-            self.client.update_schedule(**kwargs)
-        logger.info(
-            "conference schedule set",
-            extra={"eventId": event_id, "revision": revision, "at": kwargs["ScheduleExpression"]},
-        )
-        return name, kwargs["ScheduleExpression"]
+        return name, self._put(name, due_at, payload)
 
     def remove(self, event_id: str, due_at: datetime) -> bool:
-        """Remove the schedule; False when there was none (already fired, or never set)."""
-        try:
-            self.client.delete_schedule(
-                Name=conference_schedule_name(event_id, due_at), GroupName=self.config.scheduler_group
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return False
-            raise
-        logger.info("conference schedule removed", extra={"eventId": event_id, "dueAt": due_at.isoformat()})
-        return True
+        return self._remove(conference_schedule_name(event_id, due_at))
