@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from local.simulators.base import Dialing, Faults, Reply, SimRequest, Simulator
+from local.simulators.base import Reply, SimRequest, Simulator
 
 P = "/service/cloud/"
 
@@ -46,7 +46,6 @@ class AirudderSimulator(Simulator):
         self.tokens: dict[str, float] = {}
         self.tasks: dict[str, dict[str, Any]] = {}  # robot tasks and workflow instances alike
         self.pushes: list[dict[str, Any]] = []
-        self.canned: list[Reply] = []
         super().__init__(port, settings)
 
     def register(self) -> None:
@@ -56,28 +55,16 @@ class AirudderSimulator(Simulator):
         self.route("POST", P + r"workflow/(?P<op>createinstance|uploaddetails|stop|cancel)", self._api)
 
     def reset(self) -> None:
+        super().reset()
         with self.lock:
             self.tokens.clear()
             self.tasks.clear()
             self.pushes.clear()
-            self.canned.clear()
-            self.journal.clear()
-            self.faults = Faults()
-            self.dialing = Dialing()
 
     def expire_tokens(self) -> None:
         with self.lock:
             for token in self.tokens:
                 self.tokens[token] = 0.0
-
-    def answer_next(self, reply: Reply) -> None:
-        with self.lock:
-            self.canned.append(reply)
-
-    def dispatch(self, req: SimRequest) -> Reply:
-        with self.lock:
-            canned = self.canned.pop(0) if self.canned else None
-        return canned if canned is not None else super().dispatch(req)
 
     # ---------------------------------------------------------------- auth
     def _auth(self, req: SimRequest, _: re.Match[str]) -> Reply:

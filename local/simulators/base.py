@@ -103,6 +103,7 @@ class Simulator:
         self.faults = Faults()
         self.dialing = Dialing()
         self.journal: list[SimRequest] = []
+        self.canned: list[Reply] = []  # answers queued by tests, given before any route's
         self.lock = threading.RLock()
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._rng = random.Random()
@@ -222,7 +223,24 @@ class Simulator:
             return Reply(200, self.settings)
         return Reply(404, {"error": "unknown admin path"})
 
+    def answer_next(self, reply: Reply) -> None:
+        """Answer the next provider request with `reply`, whatever it asks (tests)."""
+        with self.lock:
+            self.canned.append(reply)
+
+    def reset(self) -> None:
+        """Forget the journal, queued answers, faults and dialing settings; subclasses add their state."""
+        with self.lock:
+            self.journal.clear()
+            self.canned.clear()
+            self.faults = Faults()
+            self.dialing = Dialing()
+
     def dispatch(self, req: SimRequest) -> Reply:
+        with self.lock:
+            canned = self.canned.pop(0) if self.canned else None
+        if canned is not None:
+            return canned
         for method, pattern, handler in self._routes:
             match = pattern.match(req.path)
             if match and method == req.method:

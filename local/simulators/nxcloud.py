@@ -20,7 +20,7 @@ import uuid
 from functools import partial
 from typing import Any
 
-from local.simulators.base import Dialing, Faults, Reply, SimRequest, Simulator
+from local.simulators.base import Reply, SimRequest, Simulator
 
 PREFIX = "/callcentre/api/v3/"
 
@@ -40,7 +40,6 @@ class NxcloudSimulator(Simulator):
         self.orders: dict[str, dict[str, Any]] = {}
         self.calls: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []  # every push sent: {"kind", "url", "status", "body"}
-        self.canned: list[Reply] = []
         self.tamper_responses = False
         self._busy_until: dict[str, float] = {}
         self._cb_lock = threading.Lock()
@@ -61,29 +60,17 @@ class NxcloudSimulator(Simulator):
 
     def reset(self) -> None:
         """Forget every task, order, call, push, queued answer, fault and journal entry (tests)."""
+        super().reset()
         with self.lock:
             self.tasks.clear()
             self.orders.clear()
             self.calls.clear()
             self.callbacks.clear()
-            self.canned.clear()
-            self.journal.clear()
             self._busy_until.clear()
             self.tamper_responses = False
-            self.faults = Faults()
-            self.dialing = Dialing()
-
-    def answer_next(self, reply: Reply) -> None:
-        with self.lock:
-            self.canned.append(reply)
 
     def register(self) -> None:
         self.route("POST", PREFIX + r"(?P<op>\w+)", self._api)
-
-    def dispatch(self, req: SimRequest) -> Reply:
-        with self.lock:
-            canned = self.canned.pop(0) if self.canned else None
-        return canned if canned is not None else super().dispatch(req)
 
     # ---------------------------------------------------------------- envelope
     def _reply(self, req_headers: dict[str, str], body: dict[str, Any]) -> Reply:

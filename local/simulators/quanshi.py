@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 import phonenumbers
 
-from local.simulators.base import Dialing, Faults, Reply, SimRequest, Simulator
+from local.simulators.base import Reply, SimRequest, Simulator
 
 P = "/eventopenapi/"
 
@@ -45,7 +45,6 @@ class QuanshiSimulator(Simulator):
         self.tokens: dict[str, float] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self.pushes: list[dict[str, Any]] = []
-        self.canned: list[Reply] = []
         super().__init__(port, settings)
 
     def register(self) -> None:
@@ -53,28 +52,16 @@ class QuanshiSimulator(Simulator):
         self.route("POST", P + r"(?P<op>event/call/add|event/call/save|event/call/create|event/info)", self._api)
 
     def reset(self) -> None:
+        super().reset()
         with self.lock:
             self.tokens.clear()
             self.events.clear()
             self.pushes.clear()
-            self.canned.clear()
-            self.journal.clear()
-            self.faults = Faults()
-            self.dialing = Dialing()
 
     def expire_tokens(self) -> None:
         with self.lock:
             for token in self.tokens:
                 self.tokens[token] = 0.0
-
-    def answer_next(self, reply: Reply) -> None:
-        with self.lock:
-            self.canned.append(reply)
-
-    def dispatch(self, req: SimRequest) -> Reply:
-        with self.lock:
-            canned = self.canned.pop(0) if self.canned else None
-        return canned if canned is not None else super().dispatch(req)
 
     # ---------------------------------------------------------------- meetings
     def create_event(
