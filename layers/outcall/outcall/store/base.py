@@ -112,3 +112,27 @@ class StoreBase:
     @staticmethod
     def _strip(item: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in item.items() if k not in {"pk", "sk", "gsi1pk", "gsi1sk", "expiresAt", "type"}}
+
+    def _query_page(
+        self, kwargs: dict[str, Any], limit: int, next_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a gsi1 Query of at most `limit` items that pass its filter, and the token of
+        the next page (None on the last). Filtered-out items make DynamoDB return short pages, so
+        this reads on until the page is full; the token is the key of the last item returned."""
+        kwargs = {**kwargs, "Limit": limit}
+        if next_token:
+            kwargs["ExclusiveStartKey"] = decode_page_token(next_token)
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.table.query(**kwargs)
+            items = page.get("Items", [])
+            need = limit - len(found)
+            found.extend(items[:need])
+            if len(found) >= limit:
+                more = len(items) > need or "LastEvaluatedKey" in page
+                last = found[-1]
+                token = encode_page_token({k: last[k] for k in ("pk", "sk", "gsi1pk", "gsi1sk")}) if more else None
+                return found, token
+            if "LastEvaluatedKey" not in page:
+                return found, None
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -15,8 +15,6 @@ from outcall.store.base import (
     _dynamo,
     _is_conditional_failure,
     _plain,
-    decode_page_token,
-    encode_page_token,
     utcnow,
 )
 
@@ -208,25 +206,11 @@ class CallItems(StoreBase):
         condition: Any = Key("gsi1pk").eq(pk)
         if since:
             condition = condition & Key("gsi1sk").gte(since)
-        kwargs: dict[str, Any] = {"IndexName": GSI1, "KeyConditionExpression": condition, "Limit": limit}
+        kwargs: dict[str, Any] = {"IndexName": GSI1, "KeyConditionExpression": condition}
         if status:
             kwargs["FilterExpression"] = Attr("status").eq(status)
-        if next_token:
-            kwargs["ExclusiveStartKey"] = decode_page_token(next_token)
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self.table.query(**kwargs)
-            items = page.get("Items", [])
-            need = limit - len(found)
-            found.extend(items[:need])
-            if len(found) >= limit:
-                last = found[-1]
-                more = len(items) > need or "LastEvaluatedKey" in page
-                token = encode_page_token({k: last[k] for k in ("pk", "sk", "gsi1pk", "gsi1sk")}) if more else None
-                return [self._call_item(i) for i in found], token
-            if "LastEvaluatedKey" not in page:
-                return [self._call_item(i) for i in found], None
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        found, token = self._query_page(kwargs, limit, next_token)
+        return [self._call_item(i) for i in found], token
 
     @staticmethod
     def _call_item(item: Mapping[str, Any]) -> dict[str, Any]:

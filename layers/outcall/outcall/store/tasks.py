@@ -16,8 +16,6 @@ from outcall.store.base import (
     _dynamo,
     _is_conditional_failure,
     _plain,
-    decode_page_token,
-    encode_page_token,
     utcnow,
 )
 
@@ -245,21 +243,6 @@ class TaskItems(StoreBase):
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
             "ScanIndexForward": oldest_first,
-            "Limit": limit,
         }
-        if next_token:
-            kwargs["ExclusiveStartKey"] = decode_page_token(next_token)
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self.table.query(**kwargs)
-            items = page.get("Items", [])
-            need = limit - len(found)
-            found.extend(items[:need])
-            if len(found) >= limit:
-                last = found[-1]
-                more = len(items) > need or "LastEvaluatedKey" in page
-                token = encode_page_token({k: last[k] for k in ("pk", "sk", "gsi1pk", "gsi1sk")}) if more else None
-                return [self.task_from_item(i) for i in found], token
-            if "LastEvaluatedKey" not in page:
-                return [self.task_from_item(i) for i in found], None
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        found, token = self._query_page(kwargs, limit, next_token)
+        return [self.task_from_item(i) for i in found], token
