@@ -38,6 +38,10 @@ class LocalStack:
 
         from moto.server import ThreadedMotoServer
 
+        from local.moto_atomic import make_dynamodb_writes_atomic
+
+        make_dynamodb_writes_atomic()
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)

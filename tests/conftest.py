@@ -42,6 +42,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    from local.moto_atomic import make_dynamodb_writes_atomic
+
+    make_dynamodb_writes_atomic()
     with mock_aws():
         from local.template import Stack
 
