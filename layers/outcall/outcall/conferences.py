@@ -15,7 +15,6 @@ twice dials nobody twice. Late firings still dial until the meeting ends (start 
 
 from __future__ import annotations
 
-import inspect
 import math
 import secrets
 import time
@@ -28,7 +27,6 @@ from pydantic.alias_generators import to_camel
 
 from outcall.errors import Conflict, NotFound, ProviderError, Unprocessable
 from outcall.models import (
-    Callee,
     DialOutcome,
     DialResult,
     InputModel,
@@ -210,20 +208,6 @@ def _failure(row: CallRow) -> RealTimeFailure:
         area_code=row.area_code,
         number=row.mobile or row.phone,
         error_type=row.error_type,
-    )
-
-
-def _provider_callee(c: MeetingCallee) -> Callee:
-    return Callee(
-        callee_id=c.callee_id,
-        name=c.name,
-        company=c.company,
-        country_code=c.country_code,
-        mobile=c.mobile,
-        area_code=c.area_code,
-        phone=c.phone,
-        role=c.role,
-        e164=c.e164,
     )
 
 
@@ -474,17 +458,12 @@ class ConferenceService:
         if not claimed:
             return {**summary, **counts}
         provider = self._dialling_provider(meeting.provider)
-        kwargs: dict[str, Any] = {}
-        if "before_minutes" in inspect.signature(provider.dial_now).parameters:
-            # minutes from now to the start (0 once it has started): the provider dials now
-            left = (meeting.start_time - now).total_seconds()
-            kwargs["before_minutes"] = max(0, min(60, math.ceil(left / 60)))
+        # minutes from now to the start (0 once it has started), so the provider dials now
+        before_minutes = max(0, min(60, math.ceil((meeting.start_time - now).total_seconds() / 60)))
         batches = list(batched(claimed, provider.limits.batch_size))
         for i, batch in enumerate(batches):
             try:
-                outcomes: list[DialOutcome] = provider.dial_now(
-                    meeting.event_id, [_provider_callee(c) for c in batch], **kwargs
-                )
+                outcomes: list[DialOutcome] = provider.dial_now(meeting.event_id, batch, before_minutes)
             except Exception as exc:
                 rest = [c for b in batches[i:] for c in b]
                 if on_error == "revert" or not isinstance(exc, ProviderError):

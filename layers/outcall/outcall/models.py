@@ -143,7 +143,7 @@ class Callee(Model):
     mobile: str | None = None
     area_code: str | None = None
     phone: str | None = None
-    role: int = Field(0, ge=0, le=3)
+    role: int = Field(0, ge=0, le=3, description="0 attendee, 1 speaker, 2 host, 3 guest")
     e164: str | None = None
 
 
@@ -263,17 +263,10 @@ class DialResult(Model):
     at: datetime
 
 
-class MeetingCallee(Model):
+class MeetingCallee(Callee):
     """A participant of a meeting; one per E.164 number. Due at `start_time - before_minutes`."""
 
     callee_id: str
-    name: str | None = None
-    company: str | None = None
-    country_code: str | None = None
-    mobile: str | None = None
-    area_code: str | None = None
-    phone: str | None = None
-    role: int = Field(0, ge=0, le=3, description="0 attendee, 1 speaker, 2 host, 3 guest")
     e164: str
     before_minutes: int = Field(30, ge=0, le=60)
     dial_state: DialState = "pending"

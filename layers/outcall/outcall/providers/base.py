@@ -131,8 +131,12 @@ class Provider(ABC):
         return outcomes
 
     # ---- conferences
-    def dial_now(self, conference_ref: str, callees: Sequence[Callee]) -> list[DialOutcome]:
-        """Dial at most `limits.batch_size` callees now; one outcome per callee, in order."""
+    def dial_now(
+        self, conference_ref: str, callees: Sequence[Callee], before_minutes: int | None = None
+    ) -> list[DialOutcome]:
+        """Dial at most `limits.batch_size` callees now; one outcome per callee, in order.
+        `before_minutes` is how far the meeting start still is (0 once it started), for providers
+        that schedule the dialling themselves relative to the start (quanshi); others ignore it."""
         raise self._unsupported("conference dialing")
 
     # ---- results
