@@ -213,3 +213,22 @@ def test_same_answer_from_cache_and_from_scratch() -> None:
     bad_again = normaliser.check("999", "13812345678", "", "")
     assert isinstance(bad_first, PhoneReason)
     assert bad_first == bad_again
+
+
+def test_dial_string_writes_a_number_the_way_a_provider_wants_it() -> None:
+    from outcall.phones import dial_string
+
+    assert dial_string("+8613800138000") == "+8613800138000"
+    assert dial_string("+8613800138000", "national") == "13800138000"
+    assert dial_string("+861058512042", "national") == "01058512042"
+    assert dial_string("+14155550101", "digits") == "14155550101"
+
+
+def test_provider_numbers_are_read_back_to_e164_or_none() -> None:
+    from outcall.phones import provider_number_to_e164
+
+    assert provider_number_to_e164("13800138000", "CN") == "+8613800138000"
+    assert provider_number_to_e164("+14155550101", "CN") == "+14155550101"
+    assert provider_number_to_e164("not a number", "CN") is None
+    assert provider_number_to_e164("", "CN") is None
+    assert provider_number_to_e164(None, "CN") is None

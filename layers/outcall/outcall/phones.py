@@ -342,3 +342,30 @@ def _text(value: str | int | None) -> str | None:
     if isinstance(value, bool):
         raise TypeError("a phone field cannot be a boolean")
     return str(value)
+
+
+# ---------------------------------------------------------------- numbers to and from providers
+
+
+def dial_string(e164: str, dial_format: str = "e164") -> str:
+    """How a provider wants a stored E.164 number written: `e164` as is, `national` as the
+    digits of the national format (trunk prefix included, e.g. 01058512042), `digits` as the
+    E.164 digits without the plus."""
+    if dial_format == "e164":
+        return e164
+    if dial_format == "digits":
+        return e164.lstrip("+")
+    national = phonenumbers.format_number(phonenumbers.parse(e164, None), phonenumbers.PhoneNumberFormat.NATIONAL)
+    return "".join(c for c in national if c.isdigit())
+
+
+def provider_number_to_e164(number: str | None, region: str) -> str | None:
+    """A number as a provider reports it (international with `+`, or national in `region`) in
+    E.164; None when it cannot be read as a phone number."""
+    if not number:
+        return None
+    try:
+        parsed = phonenumbers.parse(number, None if number.startswith("+") else region)
+    except NumberParseException:
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

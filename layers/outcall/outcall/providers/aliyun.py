@@ -28,7 +28,6 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from alibabacloud_dyvmsapi20170525 import models as vms
 from alibabacloud_dyvmsapi20170525.client import Client
 from alibabacloud_tea_openapi import utils_models as open_api
@@ -40,6 +39,7 @@ from Tea.exceptions import TeaException
 from outcall.errors import ProviderError, Unprocessable
 from outcall.models import CallEvent, CallStatus, ContactOutcome, ContactSpec
 from outcall.observability import logger
+from outcall.phones import dial_string, provider_number_to_e164
 from outcall.providers.base import Capabilities, PollPage, Provider, ProviderLimits, TaskSpec
 
 KEY: Final = "aliyun"
@@ -243,20 +243,10 @@ class AliyunProvider(Provider):
         return request
 
     def _tel(self, e164: str) -> str:
-        if self.dial_format == "e164":
-            return e164
-        parsed = phonenumbers.parse(e164, None)
-        national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
-        return "".join(c for c in national if c.isdigit())
+        return dial_string(e164, self.dial_format)
 
     def _e164(self, number: str | None) -> str | None:
-        if not number:
-            return None
-        try:
-            parsed = phonenumbers.parse(number, None if number.startswith("+") else self.region)
-        except phonenumbers.NumberParseException:
-            return None
-        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return provider_number_to_e164(number, self.region)
 
     # ---------------------------------------------------------------- tasks
 

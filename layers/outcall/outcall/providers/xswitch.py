@@ -27,11 +27,10 @@ from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-
 from outcall.errors import ProviderError, Unprocessable
 from outcall.models import CallEvent, CallStatus, ContactOutcome, ContactSpec
 from outcall.observability import logger
+from outcall.phones import dial_string, provider_number_to_e164
 from outcall.providers.base import Capabilities, PollPage, Provider, ProviderLimits, TaskSpec
 from outcall.providers.http import ProviderSession
 
@@ -230,22 +229,10 @@ class XSwitchProvider(Provider):
         return bodies
 
     def _dest_number(self, e164: str) -> str:
-        if self.dial_format == "e164":
-            return e164
-        if self.dial_format == "digits":
-            return "".join(c for c in e164 if c.isdigit())
-        parsed = phonenumbers.parse(e164, None)
-        national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
-        return "".join(c for c in national if c.isdigit())
+        return dial_string(e164, self.dial_format)
 
-    def _e164(self, number: str) -> str | None:
-        if not number:
-            return None
-        try:
-            parsed = phonenumbers.parse(number, None if number.startswith("+") else self.region)
-        except phonenumbers.NumberParseException:
-            return None
-        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    def _e164(self, number: str | None) -> str | None:
+        return provider_number_to_e164(number, self.region)
 
     def _time(self, value: Any) -> datetime | None:
         if not value:
