@@ -59,6 +59,26 @@ class Pump(threading.Thread):
         self.stopping.set()
 
 
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The Lambda event of an SQS trigger for messages as ReceiveMessage returns them."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
 class SqsPump(Pump):
     def __init__(self, runtime: Runtime, fn: Function, source: dict[str, Any], sqs: Any, retry_delay: int) -> None:
         super().__init__(f"sqs:{fn.name}")
@@ -80,22 +100,7 @@ class SqsPump(Pump):
         ).get("Messages", [])
         if not messages:
             return False
-        event = {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": m.get("MessageAttributes", {}),
-                    "md5OfBody": m.get("MD5OfBody", ""),
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.queue_arn,
-                    "awsRegion": REGION,
-                }
-                for m in messages
-            ]
-        }
+        event = sqs_event(messages, self.queue_arn)
         failed: set[str] = set()
         try:
             result = self.runtime.invoke(self.fn, event, "sqs", self.queue_arn.rsplit(":", 1)[1])

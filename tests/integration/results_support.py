@@ -18,6 +18,7 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
+from local.pumps import sqs_event
 from tests.helpers import ROOT, FakeContext, load_event
 
 FAST = {"retries": 1, "backoffFactor": 0.01, "backoffMax": 0.02, "backoffJitter": 0.0, "readTimeout": 3}
@@ -124,22 +125,7 @@ def drain(queue_url: str | None = None, *, rounds: int = 1) -> list[dict[str, An
             )
             if not batch:
                 break
-            event = {
-                "Records": [
-                    {
-                        "messageId": m["MessageId"],
-                        "receiptHandle": m["ReceiptHandle"],
-                        "body": m["Body"],
-                        "attributes": m.get("Attributes", {}),
-                        "messageAttributes": {},
-                        "md5OfBody": m["MD5OfBody"],
-                        "eventSource": "aws:sqs",
-                        "eventSourceARN": arn,
-                        "awsRegion": "us-east-1",
-                    }
-                    for m in batch
-                ]
-            }
+            event = sqs_event(batch, arn)
             answer = handler.lambda_handler(event, FakeContext())
             answers.append(answer)
             failed = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
