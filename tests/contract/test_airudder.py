@@ -6,7 +6,6 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from _fixtures_nxcloud import FAST, Receiver, wait_for
 from outcall.errors import Conflict, InvalidSignature, NotSupported, ProviderError
 from outcall.models import CallEvent, ContactSpec, TaskLifecycleEvent
 from outcall.providers import airudder as module
@@ -16,6 +15,7 @@ from outcall.providers.base import TaskSpec
 
 from local.simulators.airudder import SIMULATOR, AirudderSimulator
 from local.simulators.base import Reply
+from tests.contract.support import FAST, Receiver, wait_for
 
 CREDS = {
     "appKey": "YK/9/key",
@@ -23,13 +23,6 @@ CREDS = {
     "webhookSecret": "hook-s3cret",
     "workflowTemplateId": "tpl-1",
 }
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import json
 import time
 
 import pytest
-from _fixtures_nxcloud import FAST, Receiver, wait_for
 from outcall.errors import InvalidSignature, ProviderError
 from outcall.models import CallEvent, ContactSpec, TaskLifecycleEvent
 from outcall.providers import provider_class
@@ -17,15 +16,9 @@ from outcall.providers.nxcloud import NxcloudProvider, compute_sign
 
 from local.simulators.base import Reply
 from local.simulators.nxcloud import SIMULATOR, NxcloudSimulator
+from tests.contract.support import FAST, Receiver, wait_for
 
 CREDS = {"appKey": "acct-123", "secretKey": "s3cr3t-key"}
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import hashlib
 import json
 
 import pytest
-from _fixtures_nxcloud import FAST, Receiver, wait_for
 from outcall.errors import InvalidSignature, NotFound, NotSupported, ProviderError
 from outcall.models import Callee, TaskLifecycleEvent
 from outcall.providers import provider_class
@@ -16,15 +15,9 @@ from outcall.providers.quanshi import QuanshiProvider
 
 from local.simulators.base import Reply
 from local.simulators.quanshi import SIMULATOR, QuanshiSimulator
+from tests.contract.support import FAST, wait_for
 
 CREDS = {"appKey": "qs-app", "appSecret": "qs-secret", "userId": "admin-1", "webhookSecret": "qs-hook"}
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
 
 
 @pytest.fixture(scope="module")
