@@ -1,7 +1,7 @@
-"""contact_import: call lists as JSON or S3 uploads; the SQS worker works through the chunks.
+"""contact_import: call lists as JSON or S3 uploads; the SQS worker plans, works and finishes them.
 
-HTTP (API Gateway HTTP API), S3 ObjectCreated under imports/, and SQS chunk messages all
-arrive here; each is parsed with Powertools and handed to outcall.imports."""
+HTTP (API Gateway HTTP API), S3 ObjectCreated under imports/, and SQS import messages all arrive
+here; each is parsed with Powertools and handed to outcall.imports.Importer."""
 
 from __future__ import annotations
 
@@ -9,54 +9,132 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3Model
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from outcall import imports, queues
+from outcall import queues
 from outcall.api import configure
-from outcall.config import Config
-from outcall.models import ImportJob
+from outcall.bucket import CallListBucket
+from outcall.config import Config, provider_settings
+from outcall.contacts import AddContactsRequest, AddContactsResult, ContactPage
+from outcall.idempotency import IDEMPOTENCY_HEADER, once_per_key
+from outcall.imports import CreateUploadRequest, Importer, ImportMessage, ImportPage, UploadTicket
+from outcall.models import ContactProviderStatus, ImportJob
 from outcall.observability import logger, metrics, tracer
+from outcall.providers import get_provider
+from outcall.providers.base import Provider
 from outcall.store import default_store
 
 app = APIGatewayHttpResolver(enable_validation=True)
 configure(app)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
+TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]
+
+
+def _provider(key: str) -> Provider:
+    return get_provider(key, provider_settings())
+
+
+def _send(message: ImportMessage) -> None:
+    queues.send(Config.from_env().import_queue_url, message)
+
+
+def importer() -> Importer:
+    return Importer(default_store(), CallListBucket(Config.from_env().bucket_name), _provider, _send)
+
+
+@app.post("/tasks/<taskId>/contacts", tags=["contacts"], summary="Add up to 10,000 contacts; one result each")
+def add_contacts(
+    task_id: TaskId,
+    request: Annotated[AddContactsRequest, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=IDEMPOTENCY_HEADER,
+            min_length=1,
+            max_length=128,
+            description="a retry with the same key and body adds nothing and answers the first result",
+        ),
+    ] = None,
+) -> AddContactsResult:
+    if not idempotency_key:
+        return importer().add_json(task_id, request)
+
+    def add(body: Mapping[str, Any]) -> dict[str, Any]:
+        return importer().add_json(task_id, AddContactsRequest.model_validate(body)).dump()
+
+    answer = once_per_key(f"contacts:{task_id}", idempotency_key, request.dump(), add, app.lambda_context)
+    return AddContactsResult.model_validate(answer)
+
+
+@app.get("/tasks/<taskId>/contacts", tags=["contacts"], summary="A task's contacts with their latest call status")
+def list_contacts(
+    task_id: TaskId,
+    status: Annotated[ContactProviderStatus | None, Query(description="provider status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> ContactPage:
+    return importer().contacts(task_id, status=status, limit=limit, next_token=next_token)
+
+
+@app.post(
+    "/tasks/<taskId>/uploads",
+    tags=["imports"],
+    summary="A presigned PUT for a CSV or XLSX call list; the upload starts the import",
+    responses={201: {"description": "created"}},
+)
+def create_upload(task_id: TaskId, request: Annotated[CreateUploadRequest, Body()]) -> Response[UploadTicket]:
+    ticket = importer().create_upload(task_id, request)
+    return Response(201, content_types.APPLICATION_JSON, ticket)
+
+
+@app.get("/tasks/<taskId>/imports", tags=["imports"], summary="A task's imports, newest first")
+def list_imports(
+    task_id: TaskId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> ImportPage:
+    return importer().list_imports(task_id, limit=limit, next_token=next_token)
+
 
 @app.get("/imports/<importId>", tags=["imports"], summary="Import progress, counts and report link")
-def get_import(import_id: Annotated[str, Path(alias="importId")]) -> ImportJob:
-    return imports.get_import(default_store(), import_id)
+def get_import(import_id: Annotated[str, Path(alias="importId", min_length=1, max_length=64)]) -> ImportJob:
+    return importer().get(import_id)
 
 
 def on_upload(event: dict[str, Any]) -> dict[str, int]:
     """S3 ObjectCreated: register each object as an import job and queue it once."""
     s3_event = parse(event=event, model=S3Model)
-    config = Config.from_env()
+    work = importer()
     queued = 0
     for record in s3_event.Records:
         obj = record.s3.object
         if obj is None:  # not an object event
             continue
-        version = obj.versionId or obj.eTag
-        job, created = imports.register_upload(default_store(), record.s3.bucket.name, obj.key, version)
-        if created:
-            queues.send(config.import_queue_url, imports.ChunkMessage(import_id=job.import_id))
+        if work.register_upload(record.s3.bucket.name, obj.key, obj.versionId or obj.eTag) is not None:
             queued += 1
     metrics.add_metric(name="UploadsQueued", unit="Count", value=queued)
     return {"queued": queued}
 
 
 @tracer.capture_method
-def on_chunk(record: SQSRecord) -> None:
-    message = imports.ChunkMessage.model_validate(json.loads(record.body))
-    job = imports.get_import(default_store(), message.import_id)
-    logger.info("chunk received", extra={"importId": job.import_id, "chunk": message.chunk})
+def on_message(record: SQSRecord) -> None:
+    message = ImportMessage.model_validate(json.loads(record.body))
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    logger.info("import message", extra={"importId": message.import_id, "step": message.step, "attempt": attempt})
+    work = importer()
+    if message.step == "plan":
+        work.plan(message.import_id)
+    elif message.step == "chunk":
+        work.work_chunk(message.import_id, message.chunk, attempt=attempt)
+    else:
+        work.finish(message.import_id)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
@@ -68,4 +146,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str
     records = event.get("Records") or [{}]
     if records[0].get("eventSource") == "aws:s3":
         return on_upload(event)
-    return process_partial_response(event=event, record_handler=on_chunk, processor=processor, context=context)
+    return process_partial_response(event=event, record_handler=on_message, processor=processor, context=context)

@@ -67,9 +67,12 @@ class Answer:
             self.json = None
 
 
-def http(method: str, path: str, body: bytes | None = None, *, headers: dict[str, str] | None = None) -> Answer:
-    """One HTTP API (payload 2.0) request to the webhook_intake handler, in process."""
-    import webhook_intake_handler as handler
+def http(
+    method: str, path: str, body: bytes | None = None, *, headers: dict[str, str] | None = None, handler: Any = None
+) -> Answer:
+    """One HTTP API (payload 2.0) request to a handler module (webhook_intake unless told), in process."""
+    if handler is None:
+        import webhook_intake_handler as handler
 
     path, _, query = path.partition("?")
     event = copy.deepcopy(load_event("contact_import_get_import"))
@@ -108,10 +111,13 @@ def queue_messages(queue_url: str | None = None) -> list[dict[str, Any]]:
         found.extend(new)
 
 
-def drain(queue_url: str | None = None, *, rounds: int = 1) -> list[dict[str, Any]]:
-    """Deliver the results queue to the processor in batches of 10, as Lambda does; messages it
-    reports as failed stay in the queue. Returns every batch answer."""
-    import webhook_intake_handler as handler
+def drain(
+    queue_url: str | None = None, *, rounds: int = 1, handler: Any = None, batch_size: int = 10
+) -> list[dict[str, Any]]:
+    """Deliver a queue (the results queue to webhook_intake unless told) to its handler in batches,
+    as Lambda does; messages it reports as failed stay in the queue. Returns every batch answer."""
+    if handler is None:
+        import webhook_intake_handler as handler
 
     url = queue_url or os.environ["RESULTS_QUEUE_URL"]
     arn = sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -120,7 +126,9 @@ def drain(queue_url: str | None = None, *, rounds: int = 1) -> list[dict[str, An
         while True:
             batch = (
                 sqs()
-                .receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, AttributeNames=["All"])
+                .receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=batch_size, VisibilityTimeout=30, AttributeNames=["All"]
+                )
                 .get("Messages", [])
             )
             if not batch:

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 from outcall import imports
+from outcall.store import default_store
 
 from tests.helpers import load_event
 
@@ -27,13 +28,14 @@ def test_upload_with_encoded_key_becomes_one_queued_import(aws: Any, context: An
 
     key = "imports/task-1/calls list 名单.csv"
     import_id = imports.import_id_for(record["bucket"]["name"], key, record["object"]["versionId"])
-    job = imports.get_import(__import__("outcall.store").store.default_store(), import_id)
+    job = default_store().get_import(import_id)
+    assert job is not None
     assert job.object_key == key
     assert job.task_id == "task-1"
     assert job.status == "queued"
 
     messages = _queue_messages(aws, "ImportQueue")
-    assert [json.loads(m["Body"]) for m in messages] == [{"importId": import_id, "chunk": 0}]
+    assert [json.loads(m["Body"]) for m in messages] == [{"importId": import_id, "step": "plan", "chunk": 0}]
 
 
 def test_the_same_s3_event_delivered_twice_queues_once(aws: Any, context: Any) -> None:
@@ -78,12 +80,13 @@ def test_get_import_answers_the_job_and_404_for_an_unknown_one(aws: Any, context
     assert error["requestId"]
 
 
-def test_chunk_for_an_unknown_import_is_reported_as_a_batch_item_failure(aws: Any, context: Any) -> None:
+def test_a_message_for_an_unknown_import_is_dropped(aws: Any, context: Any) -> None:
+    """Nothing could ever work it (its job is gone): retrying would only fill the DLQ."""
     import contact_import_handler as handler
 
     event = load_event("contact_import_sqs_chunk")
     answer = handler.lambda_handler(event, context)
-    assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert answer == {"batchItemFailures": []}
 
 
 def test_malformed_chunk_message_is_a_batch_item_failure(aws: Any, context: Any) -> None:

@@ -741,11 +741,19 @@ class ReportWriter:
     """Writes the row-level report as CSV, one line per outcome, as outcomes arrive.
 
     Columns: row, outcome, reason, message, e164, then the original columns of the call list.
+    `write_header=False` writes rows only (a part of a report assembled later).
     A binary stream gets UTF-8 with a BOM (so spreadsheets read Chinese right); a text stream is
     written as is. `close()` flushes but leaves the stream open.
     """
 
-    def __init__(self, stream: BinaryIO | TextIO, header: Sequence[str], *, include_accepted: bool = True) -> None:
+    def __init__(
+        self,
+        stream: BinaryIO | TextIO,
+        header: Sequence[str],
+        *,
+        include_accepted: bool = True,
+        write_header: bool = True,
+    ) -> None:
         if isinstance(stream, io.TextIOBase) or hasattr(stream, "encoding"):
             self._text: TextIO = stream  # type: ignore[assignment]
             self._wrapper: io.TextIOWrapper | None = None
@@ -755,7 +763,8 @@ class ReportWriter:
         self._width = len(header)
         self._include_accepted = include_accepted
         self._writer = csv.writer(self._text, lineterminator="\r\n")
-        self._writer.writerow([neutralise_cell(c) for c in (*REPORT_COLUMNS, *header)])
+        if write_header:  # a report written in parts has its header line once, in the first part
+            self._writer.writerow([neutralise_cell(c) for c in (*REPORT_COLUMNS, *header)])
         self.written = 0
 
     def write(self, outcome: RowOutcome) -> None:

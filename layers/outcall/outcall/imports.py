@@ -1,24 +1,139 @@
-"""Contact imports: an S3 upload (or a JSON body) becomes an import job, and the job is worked
-through in chunks by the SQS worker."""
+"""Contact imports: call lists as JSON requests or files uploaded to S3.
+
+A file import goes through three steps, each an SQS message to the contact_import function (so
+each is retried, and dead-lettered after `MAX_RECEIVES` attempts):
+
+plan
+    The planner streams the file once through the row pipeline (calllists: read, validate,
+    normalise, spot in-file duplicates) and cuts it into chunks of `CHUNK_ROWS` rows. For each
+    chunk it reserves room for the accepted rows under the task's and the account's number limits
+    (once per chunk: the chunk item is put in the same transaction), writes the rows with their
+    outcomes to `work/<importId>/chunk-<n>.jsonl` and queues the chunk. Memory holds one chunk and
+    the set of numbers seen; a planner that dies is simply run again: it writes the same chunks,
+    reserves nothing twice and re-queues chunks that workers skip once done.
+chunk
+    A worker leases the chunk (a duplicate delivery waits), makes contacts of its accepted rows
+    (contacts.add_rows: conditional puts, then the provider in its batch size), writes the chunk's
+    part of the report and finishes the chunk in one transaction that adds its counts to the job
+    and the task. Workers run in parallel; a crashed one leaves the chunk to its next delivery,
+    which finds the contacts it had claimed (and the ones the provider already has) and carries on.
+finish
+    When every chunk is done, the parts become `reports/<importId>.csv` (streamed, in row order)
+    and the job gets its final status.
+
+Statuses: `waiting` (an upload URL was given, no file yet), `queued`, `running`, then
+`completed` (every row has its outcome and every accepted contact is at the provider), `partial`
+(every row read has its outcome, but the provider refused or failed some contacts, or the file
+broke off at a row, or the task went away: `error` says which) or `failed` (nothing imported:
+the file could not be read, or the task cannot take contacts).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import PurePosixPath
+from typing import IO, Any, Final, Literal
 from urllib.parse import unquote_plus
 
-from outcall.errors import NotFound, Unprocessable
-from outcall.models import ImportJob, Model
-from outcall.observability import logger
+from pydantic import Field, field_validator
+
+from outcall.bucket import CallListBucket
+from outcall.calllists import (
+    ACCEPTED,
+    INVALID,
+    CallListError,
+    Columns,
+    ReportWriter,
+    RowOutcome,
+    open_call_list,
+    process_records,
+    process_rows,
+)
+from outcall.contacts import (
+    AddContactsRequest,
+    AddContactsResult,
+    AddedRows,
+    ContactPage,
+    ContactResult,
+    add_rows,
+    invalidate,
+    limit_message,
+    number_limits,
+    report_reason,
+    tally,
+    task_refusal,
+)
+from outcall.errors import Conflict, NotFound, Unprocessable
+from outcall.models import CallListFile, Contact, ImportJob, InputModel, Model, Task
+from outcall.observability import logger, metrics
+from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
+from outcall.store.imports import FINAL_IMPORT_STATUSES
 
-IMPORT_PREFIX = "imports/"
+IMPORT_PREFIX: Final = "imports/"
+WORK_PREFIX: Final = "work/"
+REPORT_PREFIX: Final = "reports/"
+CHUNK_ROWS: Final = 5_000
+MAX_FILE_BYTES: Final = 300 * 2**20
+UPLOAD_URL_SECONDS: Final = 900
+REPORT_URL_SECONDS: Final = 3600
+MAX_RECEIVES: Final = 3  # the ImportQueue's maxReceiveCount in template.yaml
+LEASE_SECONDS: Final = 960  # longer than the function's timeout (900 s): a lease outlives its worker
+UPLOAD_SUFFIXES: Final = (".csv", ".txt", ".xlsx", ".xlsm")
+REPORT_CONTENT_TYPE: Final = "text/csv; charset=utf-8"
+
+ProviderFactory = Callable[[str], Provider]
 
 
-class ChunkMessage(Model):
-    """What the chunk worker receives: which import, and which part of it."""
+class ImportMessage(Model):
+    """What the import queue carries: which import, which step, which chunk."""
 
     import_id: str
+    step: Literal["plan", "chunk", "finish"] = "plan"
     chunk: int = 0
+
+
+class ChunkBusy(Exception):
+    """Another delivery of the same chunk is being worked: this one comes back later."""
+
+
+class CreateUploadRequest(InputModel):
+    filename: str = Field(min_length=1, max_length=200, description="the file's name, ending .csv, .txt or .xlsx")
+    sheet: str | None = Field(None, max_length=100, description="XLSX: the sheet to read (default: the first)")
+    default_region: str = Field(
+        "CN", pattern="^[A-Za-z]{2}$", description="ISO 3166 region of numbers given without a country code"
+    )
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        name = value.strip()
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError("a file name, not a path")
+        if not name.lower().endswith(UPLOAD_SUFFIXES):
+            raise ValueError(f"the file must be a CSV or XLSX call list ({', '.join(UPLOAD_SUFFIXES)})")
+        return name
+
+
+class UploadTicket(Model):
+    import_id: str
+    upload_url: str = Field(description="PUT the file's bytes here before `expiresAt`")
+    method: Literal["PUT"] = "PUT"
+    object_key: str
+    expires_at: Any
+
+
+class ImportPage(Model):
+    items: list[ImportJob]
+    next_token: str | None = None
+
+
+# ---------------------------------------------------------------- names
 
 
 def object_key(raw_key: str) -> str:
@@ -27,7 +142,7 @@ def object_key(raw_key: str) -> str:
 
 
 def task_id_of(key: str) -> str:
-    """`imports/{taskId}/{file}` -> taskId."""
+    """`imports/{taskId}/...{file}` -> taskId."""
     parts = key.split("/")
     if len(parts) < 3 or parts[0] + "/" != IMPORT_PREFIX or not parts[1] or not parts[-1]:
         raise Unprocessable(f"object key {key!r} is not imports/<taskId>/<file>")
@@ -40,30 +155,471 @@ def import_id_for(bucket: str, key: str, version: str | None) -> str:
     return f"imp_{digest[:24]}"
 
 
-def register_upload(store: Store, bucket: str, raw_key: str, version: str | None) -> tuple[ImportJob, bool]:
-    """Create the import job of an uploaded object; returns (job, created). `created` is False for
-    a redelivered event, whose job already exists: the caller must not queue it again."""
-    key = object_key(raw_key)
-    now = utcnow()
-    job = ImportJob(
-        import_id=import_id_for(bucket, key, version),
-        task_id=task_id_of(key),
-        source="s3",
-        object_key=key,
-        created_at=now,
-        updated_at=now,
+def new_import_id() -> str:
+    return f"imp_{secrets.token_hex(12)}"
+
+
+def chunk_key(import_id: str, chunk: int) -> str:
+    return f"{WORK_PREFIX}{import_id}/chunk-{chunk:06d}.jsonl"
+
+
+def part_key(import_id: str, chunk: int) -> str:
+    return f"{WORK_PREFIX}{import_id}/report-{chunk:06d}.csv"
+
+
+def report_key(import_id: str) -> str:
+    return f"{REPORT_PREFIX}{import_id}.csv"
+
+
+def final_status(job: ImportJob) -> str:
+    if job.error and job.accepted == 0 and job.duplicate == 0:
+        return "failed"
+    if job.error or job.provider_rejected or job.provider_failed:
+        return "partial"
+    return "completed"
+
+
+# ---------------------------------------------------------------- chunk files
+
+
+def _encode_chunk(header: tuple[str, ...], outcomes: list[RowOutcome]) -> bytes:
+    lines = [json.dumps({"header": header}, ensure_ascii=False)]
+    width = len(header)
+    lines.extend(
+        json.dumps([o.row, o.status, o.e164, o.reason, o.message, o.cells[:width]], ensure_ascii=False)
+        for o in outcomes
     )
-    created = store.create_import(job)
-    if not created:
-        logger.info("upload already registered", extra={"importId": job.import_id})
-        existing = store.get_import(job.import_id)
-        return (existing or job), False
-    logger.info("upload registered", extra={"importId": job.import_id, "taskId": job.task_id})
-    return job, True
+    return ("\n".join(lines) + "\n").encode()
 
 
-def get_import(store: Store, import_id: str) -> ImportJob:
-    job = store.get_import(import_id)
-    if job is None:
-        raise NotFound(f"import {import_id} not found")
-    return job
+def _decode_chunk(data: bytes) -> tuple[Columns, list[RowOutcome]]:
+    lines = data.decode().splitlines()
+    header = json.loads(lines[0])["header"]
+    columns = Columns.from_header(header)
+    outcomes = []
+    for line in lines[1:]:
+        row, status, e164, reason, message, cells = json.loads(line)
+        cells.extend([""] * (columns.width + 1 - len(cells)))
+        outcomes.append(RowOutcome(row, status, e164, reason, message, cells, columns))
+    return columns, outcomes
+
+
+def _report_part(outcomes: list[RowOutcome], header: tuple[str, ...], added: AddedRows) -> bytes:
+    text = io.StringIO()
+    with ReportWriter(text, header, write_header=False) as writer:
+        for outcome in outcomes:
+            writer.write(report_reason(outcome, added.provider.get(outcome.row)))
+    return text.getvalue().encode()
+
+
+def _report_head(header: tuple[str, ...]) -> bytes:
+    head = io.BytesIO()
+    ReportWriter(head, header).close()
+    return head.getvalue()
+
+
+# ---------------------------------------------------------------- the importer
+
+
+class Importer:
+    """Every step of an import. It is handed the store, the bucket, a provider factory and a
+    function that queues an ImportMessage; it talks to nothing else."""
+
+    def __init__(
+        self,
+        store: Store,
+        bucket: CallListBucket,
+        providers: ProviderFactory,
+        send: Callable[[ImportMessage], None],
+        *,
+        spool_dir: str | None = None,
+    ) -> None:
+        self.store = store
+        self.bucket = bucket
+        self.providers = providers
+        self.send = send
+        self.spool_dir = spool_dir
+
+    # ------------------------------------------------------------ reads
+    def get(self, import_id: str) -> ImportJob:
+        job = self.store.get_import(import_id)
+        if job is None:
+            raise NotFound(f"import {import_id} not found")
+        if job.report_key:
+            name = f"outcall-report-{import_id}.csv"
+            job.report_url = self.bucket.presigned_get(job.report_key, REPORT_URL_SECONDS, download_name=name)
+        return job
+
+    def list_imports(self, task_id: str, *, limit: int = 50, next_token: str | None = None) -> ImportPage:
+        self._task(task_id)
+        items, token = self.store.list_imports(task_id, limit=limit, next_token=next_token)
+        return ImportPage(items=items, next_token=token)
+
+    def contacts(
+        self, task_id: str, *, status: str | None = None, limit: int = 100, next_token: str | None = None
+    ) -> ContactPage:
+        self._task(task_id)
+        items, token = self.store.list_contacts(task_id, status=status, limit=limit, next_token=next_token)
+        return ContactPage(items=[Contact.model_validate(i) for i in items], next_token=token)
+
+    def _task(self, task_id: str) -> Task:
+        task = self.store.get_task(task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id!r}")
+        return task
+
+    def _provider_for(self, task: Task) -> Provider:
+        provider = self.providers(task.provider)
+        refusal = task_refusal(task, provider)
+        if refusal:
+            raise Conflict(refusal, details={"taskId": task.task_id, "status": task.status})
+        return provider
+
+    # ------------------------------------------------------------ JSON
+    def add_json(self, task_id: str, request: AddContactsRequest) -> AddContactsResult:
+        """Add up to MAX_JSON_CONTACTS contacts now; one result per contact, in request order."""
+        task = self._task(task_id)
+        provider = self._provider_for(task)
+        outcomes = list(process_records([c.record() for c in request.contacts], default_region=request.default_region))
+        accepted = sum(1 for o in outcomes if o.status == ACCEPTED)
+        now = utcnow()
+        job = ImportJob(
+            import_id=new_import_id(),
+            task_id=task_id,
+            source="json",
+            status="running",
+            default_region=request.default_region.upper(),
+            rows_read=len(outcomes),
+            chunks=1,
+            created_at=now,
+            updated_at=now,
+            started_at=now,
+        )
+        self.store.create_import(job)
+        self._reserve_or_refuse(job, task, provider, accepted, len(outcomes))
+        added = add_rows(self.store, provider, task, job.import_id, outcomes, reserved=accepted, final_attempt=True)
+        self._finish_chunk(job, task, 0, added)
+        job = self._close(job.import_id) or job
+        results = [
+            ContactResult(
+                index=o.row - 1,
+                outcome=o.status,
+                e164=o.e164,
+                reason=o.reason,
+                message=o.message,
+                provider_status=added.provider.get(o.row, (None, None))[0],
+                provider_reason=added.provider.get(o.row, (None, None))[1],
+            )
+            for o in outcomes
+        ]
+        metrics.add_metric(name="ContactsAccepted", unit="Count", value=job.accepted)
+        return AddContactsResult(
+            import_id=job.import_id,
+            task_id=task_id,
+            status=job.status,
+            rows=job.rows,
+            accepted=job.accepted,
+            duplicate=job.duplicate,
+            invalid=job.invalid,
+            provider_added=job.provider_added,
+            provider_rejected=job.provider_rejected,
+            provider_failed=job.provider_failed,
+            contacts=results,
+        )
+
+    def _reserve_or_refuse(self, job: ImportJob, task: Task, provider: Provider, accepted: int, rows: int) -> None:
+        per_task, per_account = number_limits(provider)
+        marker = self.store.chunk_marker(job.import_id, 0, rows=rows, reserved=accepted)
+        verdict = self.store.reserve_numbers(
+            task.task_id, provider.key, accepted, max_per_task=per_task, max_per_account=per_account, marker=marker
+        )
+        if verdict in ("task-limit", "account-limit"):
+            message = limit_message(verdict, provider, accepted)
+            self.store.update_import(job.import_id, {"status": "failed", "error": message, "finishedAt": _now()})
+            raise Conflict(message, details={"limit": verdict, "contacts": accepted})
+
+    # ------------------------------------------------------------ uploads
+    def create_upload(self, task_id: str, request: CreateUploadRequest) -> UploadTicket:
+        """A presigned PUT for a call list; the upload, when it comes, starts the import."""
+        task = self._task(task_id)
+        self._provider_for(task)
+        now = utcnow()
+        import_id = new_import_id()
+        key = f"{IMPORT_PREFIX}{task_id}/{import_id}/{request.filename}"
+        expires_at = now + timedelta(seconds=UPLOAD_URL_SECONDS)
+        job = ImportJob(
+            import_id=import_id,
+            task_id=task_id,
+            source="s3",
+            status="waiting",
+            object_key=key,
+            filename=request.filename,
+            sheet=request.sheet,
+            default_region=request.default_region.upper(),
+            created_at=now,
+            updated_at=now,
+        )
+        self.store.create_import(job, expires_at=expires_at + timedelta(days=1))
+        url = self.bucket.presigned_put(key, UPLOAD_URL_SECONDS)
+        return UploadTicket(import_id=import_id, upload_url=url, object_key=key, expires_at=expires_at)
+
+    def register_upload(self, bucket: str, raw_key: str, version: str | None) -> ImportJob | None:
+        """An object arrived under imports/: queue its import once. An upload through
+        `create_upload` continues its waiting job; any other object under imports/<taskId>/ gets a
+        job named after the object version. None when there is nothing (new) to do."""
+        key = object_key(raw_key)
+        try:
+            task_id = task_id_of(key)
+        except Unprocessable as exc:
+            logger.warning("upload ignored", extra={"reason": exc.message})
+            return None
+        parts = key.split("/")
+        if len(parts) == 4 and parts[2].startswith("imp_"):
+            import_id = parts[2]
+            if self.store.attach_upload(import_id, key, version):
+                return self._queue_plan(import_id)
+            waiting = self.store.get_import(import_id)
+            if waiting is not None and waiting.object_key == key and waiting.object_version == (version or ""):
+                logger.info("upload already registered", extra={"importId": import_id})
+                return None
+        now = utcnow()
+        job = ImportJob(
+            import_id=import_id_for(bucket, key, version),
+            task_id=task_id,
+            source="s3",
+            object_key=key,
+            object_version=version or "",
+            filename=PurePosixPath(key).name,
+            created_at=now,
+            updated_at=now,
+        )
+        if not self.store.create_import(job):
+            logger.info("upload already registered", extra={"importId": job.import_id})
+            return None
+        return self._queue_plan(job.import_id)
+
+    def _queue_plan(self, import_id: str) -> ImportJob | None:
+        self.send(ImportMessage(import_id=import_id, step="plan"))
+        logger.info("upload registered", extra={"importId": import_id})
+        return self.store.get_import(import_id)
+
+    # ------------------------------------------------------------ plan
+    def plan(self, import_id: str) -> None:
+        job = self.store.get_import(import_id)
+        if job is None or job.status not in ("queued", "running"):
+            return
+        job = self.store.update_import(
+            import_id,
+            {"status": "running", "startedAt": (job.started_at or utcnow()).isoformat()},
+            only_from=("queued", "running"),
+        )
+        if job is None:
+            return
+        task = self.store.get_task(job.task_id)
+        if task is None:
+            self._fail(job, f"there is no task {job.task_id!r} to import into")
+            return
+        provider = self.providers(task.provider)
+        refusal = task_refusal(task, provider)
+        if refusal:
+            self._fail(job, refusal)
+            return
+        try:
+            stream, size = self.bucket.open(job.object_key or "", job.object_version or None)
+        except NotFound as exc:
+            self._fail(job, exc.message)
+            return
+        if size > MAX_FILE_BYTES:
+            self._fail(
+                job, f"the file is {size / 2**20:.0f} MB; the most a call list may be is {MAX_FILE_BYTES // 2**20} MB"
+            )
+            return
+        try:
+            call_list = open_call_list(stream, filename=job.filename, sheet=job.sheet, spool_dir=self.spool_dir)
+        except CallListError as exc:
+            self._fail(job, exc.message)
+            return
+        with call_list:
+            header = call_list.header
+            info = CallListFile(
+                kind=call_list.kind,  # type: ignore[arg-type]
+                header=list(header),
+                encoding=call_list.encoding,
+                delimiter=call_list.delimiter,
+                sheet=call_list.sheet,
+            )
+            self.store.update_import(import_id, {"file": info.dump()})
+            chunks, rows_read, error = self._plan_rows(job, task, provider, call_list)
+        job = self.store.update_import(import_id, {"chunks": chunks, "rowsRead": rows_read, "error": error})
+        logger.info("import planned", extra={"importId": import_id, "chunks": chunks, "rows": rows_read})
+        self._maybe_finish(job)
+
+    def _plan_rows(self, job: ImportJob, task: Task, provider: Provider, call_list: Any) -> tuple[int, int, str | None]:
+        chunk: list[RowOutcome] = []
+        count = rows = 0
+        over_limit: str | None = None
+        error: str | None = None
+        last_row = call_list.header_row
+        try:
+            for outcome in process_rows(call_list, default_region=job.default_region):
+                chunk.append(outcome)
+                last_row = outcome.row
+                if len(chunk) == CHUNK_ROWS:
+                    over_limit = self._plan_chunk(job, task, provider, count, chunk, call_list.header, over_limit)
+                    count, rows, chunk = count + 1, rows + len(chunk), []
+                    self.store.update_import(job.import_id, {"rowsRead": rows})
+        except CallListError as exc:
+            row = exc.row or last_row + 1
+            error = f"{exc.message} (the rows after row {row} were not read)"
+            chunk.append(RowOutcome(row, INVALID, None, exc.reason, exc.message, [], call_list.columns))
+        if chunk:
+            self._plan_chunk(job, task, provider, count, chunk, call_list.header, over_limit)
+            count, rows = count + 1, rows + len(chunk)
+        return count, rows, error
+
+    def _plan_chunk(
+        self,
+        job: ImportJob,
+        task: Task,
+        provider: Provider,
+        chunk: int,
+        outcomes: list[RowOutcome],
+        header: tuple[str, ...],
+        over_limit: str | None,
+    ) -> str | None:
+        """Reserve the chunk's numbers, write it and queue it; returns the limit message once the
+        task or account is full (every accepted row from there on is invalid `over_limit`)."""
+        accepted = sum(1 for o in outcomes if o.status == ACCEPTED)
+        if over_limit is None and accepted:
+            per_task, per_account = number_limits(provider)
+            marker = self.store.chunk_marker(job.import_id, chunk, rows=len(outcomes), reserved=accepted)
+            verdict = self.store.reserve_numbers(
+                task.task_id, provider.key, accepted, max_per_task=per_task, max_per_account=per_account, marker=marker
+            )
+            if verdict == "already":  # planned before this planner was restarted: decide as then
+                over_limit = (self.store.get_chunk(job.import_id, chunk) or {}).get("overLimit")
+            elif verdict != "reserved":
+                over_limit = limit_message(verdict, provider, accepted)
+                logger.info("import over a number limit", extra={"importId": job.import_id, "limit": verdict})
+        if over_limit is not None:
+            for outcome in outcomes:
+                invalidate(outcome, "over_limit", over_limit)
+            self.store.put_chunk(job.import_id, chunk, rows=len(outcomes), reserved=0, overLimit=over_limit)
+        elif accepted == 0:
+            self.store.put_chunk(job.import_id, chunk, rows=len(outcomes), reserved=0)
+        self.bucket.put(chunk_key(job.import_id, chunk), _encode_chunk(header, outcomes), "application/x-ndjson")
+        self.send(ImportMessage(import_id=job.import_id, step="chunk", chunk=chunk))
+        return over_limit
+
+    # ------------------------------------------------------------ chunk
+    def work_chunk(self, import_id: str, chunk: int, *, attempt: int = 1) -> None:
+        job = self.store.get_import(import_id)
+        if job is None or job.status in FINAL_IMPORT_STATUSES:
+            return
+        lease = self.store.lease_chunk(import_id, chunk, LEASE_SECONDS)
+        if lease == "done":
+            self._maybe_finish(job)
+            return
+        if lease == "busy":
+            raise ChunkBusy(f"chunk {chunk} of {import_id} is being worked by another delivery")
+        if lease == "missing":
+            logger.warning("chunk message without a planned chunk", extra={"importId": import_id, "chunk": chunk})
+            return
+        try:
+            self._work_chunk(job, chunk, attempt)
+        except BaseException:
+            self.store.release_chunk(import_id, chunk)
+            raise
+        self._maybe_finish(self.store.get_import(import_id))
+
+    def _work_chunk(self, job: ImportJob, chunk: int, attempt: int) -> None:
+        marker = self.store.get_chunk(job.import_id, chunk) or {}
+        reserved = int(marker.get("reserved", 0))
+        columns, outcomes = _decode_chunk(self.bucket.read(chunk_key(job.import_id, chunk)))
+        task = self.store.get_task(job.task_id)
+        provider = self.providers(task.provider) if task else None
+        refusal = task_refusal(task, provider) if task and provider else f"the task {job.task_id!r} was deleted"
+        if refusal or task is None or provider is None:
+            for outcome in outcomes:
+                invalidate(outcome, "task_unavailable", refusal or "the task cannot take contacts")
+            added = tally(outcomes, AddedRows(), reserved)
+            self.store.update_import(job.import_id, {"error": refusal})
+        else:
+            added = add_rows(
+                self.store,
+                provider,
+                task,
+                job.import_id,
+                outcomes,
+                reserved=reserved,
+                final_attempt=attempt >= MAX_RECEIVES,
+            )
+        self.bucket.put(
+            part_key(job.import_id, chunk), _report_part(outcomes, columns.header, added), REPORT_CONTENT_TYPE
+        )
+        self._finish_chunk(job, task, chunk, added)
+        logger.info(
+            "chunk done",
+            extra={"importId": job.import_id, "chunk": chunk, **{k: v for k, v in added.job_counts.items() if v}},
+        )
+
+    def _finish_chunk(self, job: ImportJob, task: Task | None, chunk: int, added: AddedRows) -> None:
+        # A deleted task gave its numbers (this chunk's reservation included) back when it went.
+        extra = []
+        if task is not None:
+            account = self.store.account_numbers_update(task.provider, -added.unused)
+            if account is not None:
+                extra.append(account)
+        self.store.finish_chunk(
+            job.import_id,
+            chunk,
+            job_counts=added.job_counts,
+            reasons=added.reasons,
+            task_id=job.task_id,
+            task_counts=added.task_counts if task is not None else {},
+            extra=extra,
+        )
+
+    # ------------------------------------------------------------ finish
+    def _maybe_finish(self, job: ImportJob | None) -> None:
+        if job is not None and job.status == "running" and job.chunks is not None and job.chunks_done >= job.chunks:
+            self.send(ImportMessage(import_id=job.import_id, step="finish"))
+
+    def finish(self, import_id: str) -> None:
+        job = self.store.get_import(import_id)
+        if job is None or job.status != "running" or job.chunks is None or job.chunks_done < job.chunks:
+            return
+        header = tuple(job.file.header) if job.file else ()
+        key = report_key(import_id)
+        parts = (self.bucket.body(part_key(import_id, n)) for n in range(job.chunks))
+        self.bucket.upload(key, _with_head(header, parts), REPORT_CONTENT_TYPE)
+        self.store.update_import(import_id, {"reportKey": key})
+        done = self._close(import_id)
+        if done is not None:
+            metrics.add_metric(name="ImportRows", unit="Count", value=done.rows)
+            logger.info("import finished", extra={"importId": import_id, "status": done.status, "rows": done.rows})
+
+    def _close(self, import_id: str) -> ImportJob | None:
+        job = self.store.get_import(import_id)
+        if job is None:
+            return None
+        return self.store.update_import(
+            import_id, {"status": final_status(job), "finishedAt": _now()}, only_from=("running",)
+        )
+
+    def _fail(self, job: ImportJob, message: str) -> None:
+        logger.info("import failed", extra={"importId": job.import_id, "reason": message})
+        self.store.update_import(
+            job.import_id,
+            {"status": "failed", "error": message, "finishedAt": _now(), "chunks": 0},
+            only_from=("queued", "running"),
+        )
+
+
+def _with_head(header: tuple[str, ...], parts: Iterator[IO[bytes]]) -> Iterator[bytes | IO[bytes]]:
+    yield _report_head(header)
+    yield from parts
+
+
+def _now() -> str:
+    return utcnow().isoformat()

@@ -17,7 +17,7 @@ TaskStatus = Literal["ready", "running", "paused", "stopped", "completed", "fail
 CallStatus = Literal["queued", "ringing", "answered", "no-answer", "busy", "failed", "completed"]
 FINAL_CALL_STATUSES: frozenset[str] = frozenset({"no-answer", "busy", "failed", "completed"})
 ContactOutcomeKind = Literal["accepted", "duplicate", "invalid"]
-ImportStatus = Literal["queued", "running", "completed", "partial", "failed"]
+ImportStatus = Literal["waiting", "queued", "running", "completed", "partial", "failed"]
 
 
 class Model(BaseModel):
@@ -114,20 +114,74 @@ class ContactOutcome(Model):
     provider_ref: str | None = None
 
 
+ContactProviderStatus = Literal["pending", "added", "rejected", "failed"]
+
+
+class Contact(Model):
+    """A contact of a task: one per E.164 number. `providerStatus` says whether the provider has it;
+    `callStatus` is the status of its latest call."""
+
+    task_id: str
+    e164: str
+    name: str | None = None
+    company: str | None = None
+    external_id: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    import_id: str
+    row: int = Field(description="the row of the call list (or position in the JSON request, from 1)")
+    provider_status: ContactProviderStatus
+    provider_reason: str | None = None
+    provider_ref: str | None = None
+    call_status: CallStatus | None = None
+    call_record_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CallListFile(Model):
+    """What the import made of an uploaded file."""
+
+    kind: Literal["csv", "xlsx"]
+    header: list[str] = Field(default_factory=list)
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+
+
 class ImportJob(Model):
+    """One import of contacts into a task: an uploaded file worked through in chunks, or a JSON
+    request. `rows = accepted + duplicate + invalid` once it is completed, partial or failed;
+    while running, `rowsRead` says how far the file has been read and `chunksDone` of `chunks`
+    how far the rows have been worked."""
+
     import_id: str
     task_id: str
     source: Literal["s3", "json"]
-    object_key: str | None = None
     status: ImportStatus = "queued"
+    object_key: str | None = None
+    object_version: str | None = None
+    filename: str | None = None
+    default_region: str = "CN"
+    sheet: str | None = None
+    file: CallListFile | None = None
+    rows_read: int = 0
+    chunks: int | None = None
+    chunks_done: int = 0
     rows: int = 0
     accepted: int = 0
     duplicate: int = 0
     invalid: int = 0
+    reasons: dict[str, int] = Field(default_factory=dict, description="duplicate and invalid rows by reason")
+    provider_added: int = 0
+    provider_rejected: int = 0
+    provider_failed: int = 0
     report_key: str | None = None
+    report_url: str | None = Field(default=None, description="a short-lived link to the row-level report")
     error: str | None = None
     created_at: datetime
     updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 # ---------------------------------------------------------------- conferences

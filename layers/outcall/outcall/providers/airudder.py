@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -79,9 +78,6 @@ class AirudderProvider(Provider):
         self.app_secret = str(self.settings.get("appSecret", ""))
         self.mode = str(self.settings.get("mode", "workflow"))
         self.tz = ZoneInfo(str(self.settings.get("timezone", "UTC")))
-        if "batchSize" in self.settings:
-            # a per-account override of the documented batch size
-            self.limits = replace(type(self).limits, batch_size=int(self.settings["batchSize"]))  # type: ignore[misc]
         self.http = ProviderSession(self.key, self.settings)
 
     # ------------------------------------------------------------------ auth

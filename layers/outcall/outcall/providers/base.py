@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from abc import ABC
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -85,7 +85,8 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 class Provider(ABC):
-    """Base class: every operation raises NotSupported until a provider module implements it."""
+    """Base class: every operation raises NotSupported until a provider module implements it.
+    Every provider takes the setting `batchSize`, which lowers the batch size it documents."""
 
     key: ClassVar[str]
     limits: ClassVar[ProviderLimits]
@@ -93,6 +94,8 @@ class Provider(ABC):
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)
+        if self.settings.get("batchSize"):  # a per-account override of the documented batch size
+            self.limits = replace(type(self).limits, batch_size=int(self.settings["batchSize"]))  # type: ignore[misc]
 
     def _unsupported(self, operation: str) -> NotSupported:
         return NotSupported(self.key, operation)

@@ -49,7 +49,6 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,9 +139,6 @@ class NxcloudProvider(Provider):
         self.import_busy_retries = int(self.settings.get("importBusyRetries", 3))
         self.import_busy_delay = float(self.settings.get("importBusyDelay", 1.0))
         self.max_skew = float(self.settings.get("webhookMaxSkewSeconds", 600))
-        if "batchSize" in self.settings:
-            # a per-account override of the documented batch size
-            self.limits = replace(type(self).limits, batch_size=int(self.settings["batchSize"]))  # type: ignore[misc]
         self.http = ProviderSession(self.key, self.settings)
 
     # ------------------------------------------------------------------ plumbing

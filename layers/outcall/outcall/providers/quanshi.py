@@ -33,7 +33,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,9 +101,6 @@ class QuanshiProvider(Provider):
             raise ValueError(f"unknown quanshi checksum {name!r}; known: {', '.join(CHECKSUMS)}")
         self.checksum: Checksum = checksum or CHECKSUMS[name]
         self.token_errors = {int(c) for c in self.settings.get("tokenErrorCodes", (401, 40001, 40002))}
-        if "batchSize" in self.settings:
-            # a per-account override of the documented batch size
-            self.limits = replace(type(self).limits, batch_size=int(self.settings["batchSize"]))  # type: ignore[misc]
         self.http = ProviderSession(self.key, self.settings)
 
     # ------------------------------------------------------------------ auth

@@ -6,6 +6,9 @@ One table, keys `pk`/`sk`, one GSI (`gsi1pk`/`gsi1sk`) and a TTL attribute `expi
 |---------------|---------------------|---------------------|---------------|-----------------------|
 | API token     | TOKEN#<sha256>      | TOKEN               | TOKENS        | <createdAt>#<name>    |
 | import job    | IMPORT#<importId>   | IMPORT              | TASK#<taskId> | IMPORT#<createdAt>    |
+| import chunk  | IMPORT#<importId>   | CHUNK#<n>           | -             | -                     |
+| contact       | CONTACTS#<taskId>   | CONTACT#<e164>      | -             | -                     |
+| numbers used  | PROVIDER#<provider> | NUMBERS             | -             | -                     |
 | task          | TASK#<taskId>       | TASK                | TASKS         | <createdAt>#<taskId>  |
 | task counts   | TASK#<taskId>       | COUNTS              | -             | -                     |
 | task counter  | PROVIDER#<provider> | TASKCOUNT           | -             | -                     |
@@ -35,6 +38,12 @@ staying under the limit. The counts item (`contacts.<status>`, `calls.<outcome>`
 by the writers of contacts and calls (`add_task_counts`); reading a task is one Query of its
 partition, which returns the task and its counts together.
 
+Contacts and imports (store/contacts.py, store/imports.py). A task holds a number once: the contact's
+sort key is its E.164 number and it is written by a conditional put. The counts item also holds
+`numbersUsed`, reserved by imports against the task's and the account's number limits in one
+transaction. An import's chunks are items of its partition; finishing a chunk adds its counts to
+the job and the task in one transaction, once.
+
 Calls (store/calls.py). A verified push is kept once as `PUSH#<pushId>` (sha256 of provider, kind
 and body, so redeliveries are one item; TTL 30 days) before it is queued. Call records live in their
 own partition `CALLS#<taskId>` (never in `TASK#<taskId>`, whose Query must stay small), or
@@ -59,6 +68,7 @@ from functools import lru_cache
 
 from outcall.store.base import GSI1, StoreBase, decode_page_token, encode_page_token, utcnow
 from outcall.store.calls import CallItems
+from outcall.store.contacts import ContactItems
 from outcall.store.imports import ImportItems
 from outcall.store.meetings import MeetingItems
 from outcall.store.tasks import PENDING_STALE_SECONDS, TaskItems
@@ -76,7 +86,7 @@ __all__ = [
 ]
 
 
-class Store(TokenItems, ImportItems, TaskItems, MeetingItems, CallItems):
+class Store(TokenItems, ImportItems, ContactItems, TaskItems, MeetingItems, CallItems):
     """Every item of the table, one mixin per kind of item."""
 
 

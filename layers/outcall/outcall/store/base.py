@@ -18,7 +18,6 @@ from outcall.config import Config
 from outcall.errors import Unprocessable
 
 GSI1 = "gsi1"
-GSI1 = "gsi1"
 
 
 def utcnow() -> datetime:
@@ -47,6 +46,21 @@ def _dynamo(value: Any) -> Any:
     return value
 
 
+def update_expression(
+    changes: Mapping[str, Any], names: dict[str, str], values: dict[str, Any], sets: list[str], removes: list[str]
+) -> str:
+    """An UpdateExpression that sets each of `changes` (camelCase attribute -> value; None removes
+    the attribute) after the given `sets`/`removes`; fills `names` and `values` as it goes."""
+    for i, (attr, value) in enumerate(changes.items()):
+        names[f"#a{i}"] = attr
+        if value is None:
+            removes.append(f"#a{i}")
+        else:
+            values[f":a{i}"] = _dynamo(value)
+            sets.append(f"#a{i} = :a{i}")
+    return f"SET {', '.join(sets)}" + (f" REMOVE {', '.join(removes)}" if removes else "")
+
+
 def _is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -55,12 +69,15 @@ def encode_page_token(key: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(dict(key), separators=(",", ":")).encode()).decode()
 
 
-def decode_page_token(token: str) -> dict[str, Any]:
+GSI1_KEYS = ("pk", "sk", "gsi1pk", "gsi1sk")
+
+
+def decode_page_token(token: str, keys: tuple[str, ...] = GSI1_KEYS) -> dict[str, Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise Unprocessable("nextToken is not a token this API gave out") from exc
-    if not isinstance(key, dict) or set(key) != {"pk", "sk", "gsi1pk", "gsi1sk"}:
+    if not isinstance(key, dict) or set(key) != set(keys):
         raise Unprocessable("nextToken is not a token this API gave out")
     return key
 
@@ -114,14 +131,15 @@ class StoreBase:
         return {k: v for k, v in item.items() if k not in {"pk", "sk", "gsi1pk", "gsi1sk", "expiresAt", "type"}}
 
     def _query_page(
-        self, kwargs: dict[str, Any], limit: int, next_token: str | None
+        self, kwargs: dict[str, Any], limit: int, next_token: str | None, *, keys: tuple[str, ...] = GSI1_KEYS
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of a gsi1 Query of at most `limit` items that pass its filter, and the token of
-        the next page (None on the last). Filtered-out items make DynamoDB return short pages, so
-        this reads on until the page is full; the token is the key of the last item returned."""
+        """One page of a Query (of gsi1 unless `keys` says the table's own key) of at most `limit`
+        items that pass its filter, and the token of the next page (None on the last). Filtered-out
+        items make DynamoDB return short pages, so this reads on until the page is full; the token
+        is the key of the last item returned."""
         kwargs = {**kwargs, "Limit": limit}
         if next_token:
-            kwargs["ExclusiveStartKey"] = decode_page_token(next_token)
+            kwargs["ExclusiveStartKey"] = decode_page_token(next_token, keys)
         found: list[dict[str, Any]] = []
         while True:
             page = self.table.query(**kwargs)
@@ -131,7 +149,7 @@ class StoreBase:
             if len(found) >= limit:
                 more = len(items) > need or "LastEvaluatedKey" in page
                 last = found[-1]
-                token = encode_page_token({k: last[k] for k in ("pk", "sk", "gsi1pk", "gsi1sk")}) if more else None
+                token = encode_page_token({k: last[k] for k in keys}) if more else None
                 return found, token
             if "LastEvaluatedKey" not in page:
                 return found, None

@@ -16,8 +16,10 @@ from outcall.store.base import (
     _dynamo,
     _is_conditional_failure,
     _plain,
+    update_expression,
     utcnow,
 )
+from outcall.store.imports import task_counts_update
 
 TASKS_GSI_PK = "TASKS"
 PENDING_STALE_SECONDS = 120
@@ -80,27 +82,39 @@ class TaskItems(StoreBase):
         return True
 
     def delete_task(self, task: Task) -> bool:
-        """Delete a task and uncount it in one transaction; False when it was already gone."""
-        try:
-            self.table.meta.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Delete": {
-                            "TableName": self.table_name,
-                            "Key": self._task_key(task.task_id),
-                            "ConditionExpression": "attribute_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": self._counter_key(task.provider),
-                            "UpdateExpression": "ADD tasks :minus",
-                            "ExpressionAttributeValues": {":minus": -1},
-                        }
-                    },
-                ]
+        """Delete a task, uncount it and give its numbers back to the provider account, in one
+        transaction; False when it was already gone."""
+        counts = self._get(f"TASK#{task.task_id}", "COUNTS", consistent=True) or {}
+        items: list[dict[str, Any]] = [
+            {
+                "Delete": {
+                    "TableName": self.table_name,
+                    "Key": self._task_key(task.task_id),
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": self._counter_key(task.provider),
+                    "UpdateExpression": "ADD tasks :minus",
+                    "ExpressionAttributeValues": {":minus": -1},
+                }
+            },
+        ]
+        if counts.get("numbersUsed"):
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": f"PROVIDER#{task.provider}", "sk": "NUMBERS"},
+                        "UpdateExpression": "ADD numbers :minus",
+                        "ExpressionAttributeValues": {":minus": -int(counts["numbersUsed"])},
+                    }
+                }
             )
+        try:
+            self.table.meta.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 return False
@@ -134,21 +148,11 @@ class TaskItems(StoreBase):
     ) -> None:
         """Add to a task's aggregates (the writers of contacts and calls keep them current).
         Each count is a flat attribute `contacts.<status>` / `calls.<outcome>` (a literal name)."""
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        for group, deltas in (("contacts", contacts or {}), ("calls", calls or {})):
-            for key, delta in deltas.items():
-                i = len(names)
-                names[f"#n{i}"] = f"{group}.{key}"
-                values[f":d{i}"] = delta
-        if not names:
-            return
-        self.table.update_item(
-            Key={"pk": f"TASK#{task_id}", "sk": "COUNTS"},
-            UpdateExpression="ADD " + ", ".join(f"{n} :d{n[2:]}" for n in names),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        deltas = {f"contacts.{k}": v for k, v in (contacts or {}).items()}
+        deltas |= {f"calls.{k}": v for k, v in (calls or {}).items()}
+        update = task_counts_update(self.table_name, task_id, deltas)
+        if update is not None:
+            self.table.meta.client.update_item(**update)
 
     @staticmethod
     def _stale_before() -> str:
@@ -183,18 +187,10 @@ class TaskItems(StoreBase):
         removes one), bump the version and clear the claim."""
         names: dict[str, str] = {"#pending": "pending"}
         values: dict[str, Any] = {":v": version, ":one": 1}
-        sets = ["version = version + :one"]
-        removes = ["#pending", "pendingAt"]
-        for i, (attr, value) in enumerate(changes.items()):
-            names[f"#a{i}"] = attr
-            if value is None:
-                removes.append(f"#a{i}")
-            else:
-                values[f":a{i}"] = _dynamo(value)
-                sets.append(f"#a{i} = :a{i}")
+        expression = update_expression(changes, names, values, ["version = version + :one"], ["#pending", "pendingAt"])
         answer = self.table.update_item(
             Key=self._task_key(task_id),
-            UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+            UpdateExpression=expression,
             ConditionExpression="version = :v",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,

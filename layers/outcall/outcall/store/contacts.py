@@ -1,0 +1,248 @@
+"""Contact items of a task, and the number counters that keep tasks and accounts under their limits.
+
+A contact is `CONTACTS#<taskId>` / `CONTACT#<e164>`: its sort key is its number, so a task holds a
+number once, decided by DynamoDB (a conditional put), never by a read followed by a write. The
+contacts of a task live in their own partition, not in `TASK#<taskId>` (whose Query stays small).
+
+Numbers in use: the task's counts item holds `numbersUsed` and the provider's `PROVIDER#<p>` /
+`NUMBERS` item holds `numbers`. An import reserves room for the rows it is about to add with a
+conditional ADD on both (one transaction, so neither limit can be overrun by parallel imports), and
+gives back what did not end up at the provider once it knows (duplicates, rejections, failures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from outcall.store.base import StoreBase, _dynamo, _is_conditional_failure, _plain, utcnow
+
+PENDING: Final = "pending"  # claimed here, not yet confirmed by the provider
+ADDED: Final = "added"  # the provider has it
+REJECTED: Final = "rejected"  # the provider refused it (its reason is kept)
+FAILED: Final = "failed"  # the provider could not be reached for it
+RETAKEABLE: Final = (REJECTED, FAILED)  # a later import may claim such a number again
+
+WRITE_THREADS = 16  # parallel single-item writes per call (boto3 clients are thread-safe)
+
+_deserialize = TypeDeserializer().deserialize
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer to claiming one number for a task.
+
+    `claimed`: this import now holds the number (nobody had it, or its previous holder was rejected
+    or failed at the provider: `previous` is that item). Otherwise `previous` is the item that holds
+    it; when that item is this very import's row (a chunk worked again), the number is still ours.
+    """
+
+    e164: str
+    claimed: bool
+    previous: dict[str, Any] | None
+
+    def held_by(self, import_id: str, row: int) -> bool:
+        return bool(self.previous) and self.previous.get("importId") == import_id and self.previous.get("row") == row  # type: ignore[union-attr]
+
+
+def _item_from_wire(wire: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not wire:
+        return None
+    return _plain({k: _deserialize(v) for k, v in wire.items()})
+
+
+def _parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    if len(items) <= 1:
+        return [work(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
+class ContactItems(StoreBase):
+    @staticmethod
+    def contacts_pk(task_id: str) -> str:
+        return f"CONTACTS#{task_id}"
+
+    @staticmethod
+    def _numbers_key(provider: str) -> dict[str, str]:
+        return {"pk": f"PROVIDER#{provider}", "sk": "NUMBERS"}
+
+    @staticmethod
+    def _counts_key(task_id: str) -> dict[str, str]:
+        return {"pk": f"TASK#{task_id}", "sk": "COUNTS"}
+
+    # ------------------------------------------------------------ contacts
+    def claim_contacts(self, task_id: str, contacts: Sequence[Mapping[str, Any]]) -> list[Claim]:
+        """Put each contact (camelCase attributes, `e164` required) with status pending, unless
+        the task holds its number already; one Claim per contact, in order. Parallel conditional
+        puts: two imports racing for one number cannot both win it."""
+        client = self.table.meta.client
+        pk = self.contacts_pk(task_id)
+        now = utcnow().isoformat()
+        values = {":rejected": REJECTED, ":failed": FAILED}
+
+        def claim(contact: Mapping[str, Any]) -> Claim:
+            item = {
+                **_dynamo(dict(contact)),
+                "pk": pk,
+                "sk": f"CONTACT#{contact['e164']}",
+                "type": "contact",
+                "taskId": task_id,
+                "providerStatus": PENDING,
+                "createdAt": now,
+                "updatedAt": now,
+            }
+            try:
+                answer = client.put_item(
+                    TableName=self.table_name,
+                    Item={k: v for k, v in item.items() if v is not None},
+                    ConditionExpression="attribute_not_exists(pk) OR providerStatus IN (:rejected, :failed)",
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_OLD",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if _is_conditional_failure(exc):  # error answers are not deserialised by boto3
+                    wire: Any = exc.response.get("Item")
+                    return Claim(contact["e164"], False, _item_from_wire(wire))
+                raise
+            previous = answer.get("Attributes")
+            return Claim(contact["e164"], True, _plain(previous) if previous else None)
+
+        return _parallel(claim, contacts)
+
+    def set_contact_outcomes(self, task_id: str, import_id: str, outcomes: Sequence[Mapping[str, Any]]) -> None:
+        """Record the provider's answer on each contact this import holds: `e164`, `providerStatus`,
+        and optionally `providerReason` and `providerRef`. A contact another import has taken
+        since (it failed and was claimed again) is left alone."""
+        client = self.table.meta.client
+        pk = self.contacts_pk(task_id)
+        now = utcnow().isoformat()
+
+        def record(outcome: Mapping[str, Any]) -> None:
+            sets = {"providerStatus": outcome["providerStatus"], "updatedAt": now}
+            removes = []
+            for attr in ("providerReason", "providerRef"):
+                if outcome.get(attr):
+                    sets[attr] = outcome[attr]
+                else:
+                    removes.append(attr)
+            names = {f"#s{i}": name for i, name in enumerate(sets)} | {f"#r{i}": n for i, n in enumerate(removes)}
+            expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets)))
+            if removes:
+                expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
+            try:
+                client.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": pk, "sk": f"CONTACT#{outcome['e164']}"},
+                    UpdateExpression=expression,
+                    ConditionExpression="importId = :me",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":me": import_id, **{f":s{i}": v for i, v in enumerate(sets.values())}},
+                )
+            except ClientError as exc:
+                if not _is_conditional_failure(exc):
+                    raise
+
+        _parallel(record, outcomes)
+
+    def get_contact(self, task_id: str, e164: str) -> dict[str, Any] | None:
+        item = self._get(self.contacts_pk(task_id), f"CONTACT#{e164}", consistent=True)
+        return self._strip(item) if item else None
+
+    def list_contacts(
+        self, task_id: str, *, status: str | None = None, limit: int = 100, next_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a task's contacts (ordered by number) and the token of the next page."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(self.contacts_pk(task_id)) & Key("sk").begins_with("CONTACT#"),
+        }
+        if status:
+            kwargs["FilterExpression"] = Attr("providerStatus").eq(status)
+        found, token = self._query_page(kwargs, limit, next_token, keys=("pk", "sk"))
+        return [self._strip(_plain(i)) for i in found], token
+
+    # ------------------------------------------------------------ numbers in use
+    def numbers_used(self, task_id: str, provider: str) -> tuple[int, int]:
+        """(numbers the task uses, numbers the provider account uses), as counted here."""
+        task = self._get(**self._counts_key(task_id), consistent=True) or {}
+        account = self._get(**self._numbers_key(provider), consistent=True) or {}
+        return int(task.get("numbersUsed", 0)), int(account.get("numbers", 0))
+
+    def reserve_numbers(
+        self,
+        task_id: str,
+        provider: str,
+        count: int,
+        *,
+        max_per_task: int | None,
+        max_per_account: int | None,
+        marker: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Count `count` more numbers against the task and its provider account, unless that would
+        pass a limit. `marker` (an item put only if absent in the same transaction) makes the
+        reservation happen once however often it is asked for.
+
+        Returns "reserved", "already" (the marker exists), "task-limit" or "account-limit"."""
+        items: list[dict[str, Any]] = []
+        for key, attr, limit in (
+            (self._counts_key(task_id), "numbersUsed", max_per_task),
+            (self._numbers_key(provider), "numbers", max_per_account),
+        ):
+            update: dict[str, Any] = {
+                "TableName": self.table_name,
+                "Key": key,
+                "UpdateExpression": "ADD #n :count",
+                "ExpressionAttributeNames": {"#n": attr},
+                "ExpressionAttributeValues": {":count": count},
+            }
+            if limit is not None:
+                update["ConditionExpression"] = "attribute_not_exists(#n) OR #n <= :room"
+                update["ExpressionAttributeValues"][":room"] = limit - count
+            items.append({"Update": update})
+        if marker is not None:
+            put = {
+                "TableName": self.table_name,
+                "Item": _dynamo(dict(marker)),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+            items.append({"Put": put})
+        if max_per_task is not None and count > max_per_task:
+            return "task-limit"
+        try:
+            self.table.meta.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if len(codes) > 2 and codes[2] == "ConditionalCheckFailed":
+                return "already"
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return "task-limit"
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                return "account-limit"
+            raise
+        return "reserved"
+
+    def account_numbers_update(self, provider: str, delta: int) -> dict[str, Any] | None:
+        """The transaction item that adds `delta` to the numbers a provider account uses (the task's
+        share, `numbersUsed`, goes with the task's other counts: see task_counts_update)."""
+        if not delta:
+            return None
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self._numbers_key(provider),
+                "UpdateExpression": "ADD #n :delta",
+                "ExpressionAttributeNames": {"#n": "numbers"},
+                "ExpressionAttributeValues": {":delta": delta},
+            }
+        }
