@@ -9,7 +9,6 @@ import time
 import uuid
 from typing import Any
 
-import boto3
 import requests
 
 from local.stack import DEFAULT_AWS_PORT, DEFAULT_GATEWAY_PORT, STATE_DIR
@@ -48,22 +47,37 @@ def main() -> int:
     show(requests.get(f"{API}/imports/imp_demo", timeout=5))
     show(requests.get(f"{API}/imports/imp_demo", headers=auth, timeout=5))
 
-    say("a call list uploaded to S3 under imports/{taskId}/ starts an import")
-    s3 = boto3.client(
-        "s3", endpoint_url=AWS, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+    say("a call list: uploaded with a presigned PUT, imported into a task, reported row by row")
+    task = show(
+        requests.post(f"{API}/tasks", json={"name": "demo list", "provider": "xswitch"}, headers=auth, timeout=30)
     )
-    key = f"imports/demo-task/calls {uuid.uuid4().hex[:4]}.csv"
-    put = s3.put_object(Bucket=BUCKET, Key=key, Body=b"name,mobile\nAlice,13800138000\n")
-    from outcall.imports import import_id_for
-
-    import_id = import_id_for(BUCKET, key, put.get("VersionId"))
-    print(f"   uploaded s3://{BUCKET}/{key}")
-    for _ in range(50):
-        answer = requests.get(f"{API}/imports/{import_id}", headers=auth, timeout=5)
-        if answer.status_code == 200:
+    call_list = (
+        "姓名,手机,国家码,订单号\r\n"
+        "张三,13800138000,86,A-1\r\n"
+        "Li Si,+44 20 7946 0958,,A-2\r\n"
+        "座机,,86,\r\n"
+        "again,138-0013-8000,86,A-4\r\n"
+        'typo,1380013,86,=HYPERLINK("http://evil")\r\n'
+    ).encode("utf-8-sig")
+    ticket = show(
+        requests.post(
+            f"{API}/tasks/{task['taskId']}/uploads", json={"filename": "客户名单.csv"}, headers=auth, timeout=10
+        )
+    )
+    put = requests.put(ticket["uploadUrl"], data=call_list, timeout=30)
+    print(f"   PUT {len(call_list)} bytes to the presigned URL -> {put.status_code}")
+    for _ in range(100):
+        job = requests.get(f"{API}/imports/{ticket['importId']}", headers=auth, timeout=5).json()
+        if job.get("status") in ("completed", "partial", "failed"):
             break
         time.sleep(0.2)
-    show(answer)
+    counts = {k: job.get(k) for k in ("status", "rows", "accepted", "duplicate", "invalid", "reasons", "providerAdded")}
+    print(f"   import {job['importId']}: {counts}")
+    print("   the row-level report (reports/<importId>.csv):")
+    for line in requests.get(job["reportUrl"], timeout=10).content.decode("utf-8-sig").splitlines():
+        print(f"     {line}")
+    contacts = requests.get(f"{API}/tasks/{task['taskId']}/contacts", headers=auth, timeout=10).json()["items"]
+    print(f"   contacts of the task: {[(c['e164'], c['providerStatus']) for c in contacts]}")
 
     say("a dialing task on each provider that has tasks, through its lifecycle")
     for provider, kind in (("xswitch", "auto"), ("aliyun", "predictive"), ("nxcloud", "robot"), ("airudder", "robot")):

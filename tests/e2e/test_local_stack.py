@@ -49,7 +49,12 @@ def test_s3_upload_reaches_the_import_function(local_stack: Any) -> None:
         lambda: (r := local_stack.authed("GET", f"/imports/{import_id}")).status_code == 200 and r
     )
     job = answer.json()
-    assert job["objectKey"] == key and job["status"] == "queued"
+    assert job["objectKey"] == key
+    # no such task: the planner fails the import with the reason
+    failed = local_stack.wait_for(
+        lambda: (j := local_stack.authed("GET", f"/imports/{import_id}").json())["status"] == "failed" and j
+    )
+    assert "no task" in failed["error"]
     local_stack.wait_for(lambda: key in [d["detail"] for d in local_stack.deliveries("s3")])
     time.sleep(1)
     assert [d["detail"] for d in local_stack.deliveries("s3")].count(key) == 1
@@ -60,7 +65,7 @@ def test_failing_sqs_message_is_redelivered_then_dead_lettered(local_stack: Any)
     queue = sqs.get_queue_url(QueueName="outcall-ImportQueue")["QueueUrl"]
     dlq = sqs.get_queue_url(QueueName="outcall-ImportDLQ")["QueueUrl"]
     marker = f"imp_missing_{uuid.uuid4().hex[:8]}"
-    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"importId": marker}))
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"importId": marker, "step": "no-such-step"}))
 
     def dead_lettered() -> list[dict[str, Any]]:
         messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
