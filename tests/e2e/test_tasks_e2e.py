@@ -28,7 +28,7 @@ def test_task_is_created_started_and_stopped(local_stack: Any, provider: str, ta
     stopped = local_stack.authed("POST", f"/tasks/{tid}/stop")
     assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
     got = local_stack.authed("GET", f"/tasks/{tid}").json()
-    assert got["status"] == "stopped" and got["counts"] == {"contacts": {}, "calls": {}}
+    assert got["status"] == "stopped" and got["counts"] == {"contacts": {}, "calls": {}, "outcomes": {}}
     listed = local_stack.authed("GET", f"/tasks?provider={provider}&status=stopped").json()["items"]
     assert tid in [t["taskId"] for t in listed]
     assert local_stack.authed("DELETE", f"/tasks/{tid}").status_code == 204

@@ -589,3 +589,44 @@ def test_upload_requests_are_checked(sims: dict[str, Any]) -> None:
         assert answer.status == 422 and any(field in e["field"] for e in answer.json["errors"]), answer.json
     assert api("POST", "/tasks/none/uploads", {"filename": "a.csv"}).status == 404
     assert api("GET", "/imports/imp_missing").status == 404
+
+
+# ---------------------------------------------------------------- contacts and their calls
+
+
+def test_call_results_give_contacts_their_latest_status_and_count_outcomes_once(sims: dict[str, Any]) -> None:
+    from outcall.models import CallEvent
+    from outcall.results import record_event
+
+    task_id = create_task("nxcloud")
+    numbers = ["+8613800138000", "+8613900139000"]
+    api("POST", f"/tasks/{task_id}/contacts", {"contacts": [{"mobile": n} for n in numbers]})
+    task = default_store().get_task(task_id)
+    assert task is not None
+
+    def event(n: int, phone: str, status: str, attempt: int = 1) -> CallEvent:
+        return CallEvent(
+            provider="nxcloud",
+            dedup_key=f"e{n}",
+            provider_call_id=f"call-{phone}-{attempt}",
+            provider_task_id=task.provider_task_id,
+            phone=phone,
+            status=status,
+            attempt=attempt,
+        )
+
+    store = default_store()
+    record_event(store, event(1, numbers[0], "ringing"))
+    record_event(store, event(2, numbers[0], "no-answer"))
+    record_event(store, event(2, numbers[0], "no-answer"))  # delivered twice
+    record_event(store, event(3, numbers[0], "ringing"))  # late, same attempt: ignored
+    record_event(store, event(4, numbers[1], "completed"))
+    contacts = {c["e164"]: c for c in api("GET", f"/tasks/{task_id}/contacts").json["items"]}
+    assert contacts[numbers[0]]["callStatus"] == "no-answer"
+    assert contacts[numbers[1]]["callStatus"] == "completed"
+    assert task_detail(task_id)["counts"]["outcomes"] == {"no-answer": 1, "completed": 1}
+
+    record_event(store, event(5, numbers[0], "completed", attempt=2))  # the redial got through
+    record_event(store, event(6, numbers[0], "busy", attempt=1))  # a late event of the first attempt
+    assert task_detail(task_id)["counts"]["outcomes"] == {"no-answer": 0, "completed": 2}
+    assert default_store().get_contact(task_id, numbers[0])["callStatus"] == "completed"

@@ -119,11 +119,11 @@ def test_create_on_xswitch_stores_both_ids_and_get_has_counts(sims: Any) -> None
     got = call("GET", f"/tasks/{task['taskId']}")
     assert got.status == 200
     assert got.json["providerTaskId"] == task["providerTaskId"]
-    assert got.json["counts"] == {"contacts": {}, "calls": {}}
+    assert got.json["counts"] == {"contacts": {}, "calls": {}, "outcomes": {}}
     default_store().add_task_counts(task["taskId"], contacts={"accepted": 3}, calls={"answered": 1})
     default_store().add_task_counts(task["taskId"], contacts={"accepted": 2, "invalid": 1})
     counts = call("GET", f"/tasks/{task['taskId']}").json["counts"]
-    assert counts == {"contacts": {"accepted": 5, "invalid": 1}, "calls": {"answered": 1}}
+    assert counts == {"contacts": {"accepted": 5, "invalid": 1}, "calls": {"answered": 1}, "outcomes": {}}
 
 
 def test_unknown_task_is_404(sims: Any) -> None:

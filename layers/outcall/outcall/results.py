@@ -226,6 +226,10 @@ def record_event(
     outcome: Outcome = store.upsert_call(  # type: ignore[assignment]
         record.dump(), replaces=_lower_ranks(event.status), count_as=event.status if final else None
     )
+    if task_id and event.phone and outcome != "kept":
+        store.record_contact_call(
+            task_id, event.phone, status=event.status, record_id=rid, attempt=event.attempt, final=final
+        )
     pk = calls_pk(task_id, event.provider, event.provider_task_id)
     history = {
         "recordId": rid,

@@ -99,6 +99,9 @@ class CloneTaskRequest(InputModel):
 class TaskCounts(Model):
     contacts: dict[str, int] = Field(default_factory=dict, description="contacts by status")
     calls: dict[str, int] = Field(default_factory=dict, description="calls by outcome")
+    outcomes: dict[str, int] = Field(
+        default_factory=dict, description="contacts by the outcome of their latest finished call"
+    )
 
 
 class TaskDetail(Task):

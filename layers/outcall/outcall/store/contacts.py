@@ -22,6 +22,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from outcall.store.base import StoreBase, _dynamo, _is_conditional_failure, _plain, utcnow
+from outcall.store.imports import task_counts_update
 
 PENDING: Final = "pending"  # claimed here, not yet confirmed by the provider
 ADDED: Final = "added"  # the provider has it
@@ -153,6 +154,57 @@ class ContactItems(StoreBase):
                     raise
 
         _parallel(record, outcomes)
+
+    def record_contact_call(
+        self, task_id: str, e164: str, *, status: str, record_id: str, attempt: int, final: bool
+    ) -> bool:
+        """Keep a contact's latest call (`callStatus`, `callRecordId`, `callAttempt`) and, when a
+        call of it ends, move the contact between the task's `outcomes.<status>` counts. A late event
+        of an earlier attempt, or a non-final one after the attempt ended, changes nothing. The
+        contact is read, then written on the condition that it has not changed since (`callVersion`),
+        so parallel events count once. False when nothing was written (no such contact, or stale)."""
+        key = {"pk": self.contacts_pk(task_id), "sk": f"CONTACT#{e164}"}
+        for _ in range(5):
+            item = self._get(key["pk"], key["sk"], consistent=True)
+            if item is None:
+                return False
+            seen_attempt = int(item.get("callAttempt", 0))
+            if attempt < seen_attempt or (attempt == seen_attempt and item.get("callEnded") and not final):
+                return False
+            version = int(item.get("callVersion", 0))
+            old = item.get("callOutcome")
+            sets = {"callStatus": status, "callRecordId": record_id, "callAttempt": attempt, "callEnded": final}
+            if final:
+                sets["callOutcome"] = status
+            names = {f"#s{i}": k for i, k in enumerate(sets)}
+            values: dict[str, Any] = {f":s{i}": v for i, v in enumerate(sets.values())}
+            values |= {":v": version, ":one": 1, ":now": utcnow().isoformat()}
+            update = {
+                "TableName": self.table_name,
+                "Key": key,
+                "UpdateExpression": "SET "
+                + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets)))
+                + ", updatedAt = :now ADD callVersion :one",
+                "ConditionExpression": (
+                    "attribute_exists(pk) AND (attribute_not_exists(callVersion) OR callVersion = :v)"
+                ),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+            items: list[dict[str, Any]] = [{"Update": update}]
+            if final and old != status:
+                moves = {f"outcomes.{status}": 1} | ({f"outcomes.{old}": -1} if old else {})
+                counts = task_counts_update(self.table_name, task_id, moves)
+                if counts is not None:
+                    items.append({"Update": counts})
+            try:
+                self.table.meta.client.transact_write_items(TransactItems=items)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                    continue  # changed under us (or gone): read it again
+                raise
+            return True
+        return False
 
     def get_contact(self, task_id: str, e164: str) -> dict[str, Any] | None:
         item = self._get(self.contacts_pk(task_id), f"CONTACT#{e164}", consistent=True)

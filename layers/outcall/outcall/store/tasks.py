@@ -136,7 +136,7 @@ class TaskItems(StoreBase):
         items = {i["sk"]: _plain(i) for i in page.get("Items", [])}
         if "TASK" not in items:
             return None
-        counts: dict[str, dict[str, Any]] = {"contacts": {}, "calls": {}}
+        counts: dict[str, dict[str, Any]] = {"contacts": {}, "calls": {}, "outcomes": {}}
         for attr, value in items.get("COUNTS", {}).items():
             group, _, key = attr.partition(".")
             if group in counts and key:
