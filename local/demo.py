@@ -16,6 +16,7 @@ from local.stack import DEFAULT_AWS_PORT, DEFAULT_GATEWAY_PORT, STATE_DIR
 API = f"http://127.0.0.1:{os.environ.get('OUTCALL_PORT', DEFAULT_GATEWAY_PORT)}"
 AWS = f"http://127.0.0.1:{os.environ.get('OUTCALL_AWS_PORT', DEFAULT_AWS_PORT)}"
 BUCKET = "outcall-call-lists-123456789012"
+FINAL = ("completed", "no-answer", "busy", "failed")
 
 
 def say(text: str) -> None:
@@ -79,17 +80,54 @@ def main() -> int:
     contacts = requests.get(f"{API}/tasks/{task['taskId']}/contacts", headers=auth, timeout=10).json()["items"]
     print(f"   contacts of the task: {[(c['e164'], c['providerStatus']) for c in contacts]}")
 
-    say("a dialing task on each provider that has tasks, through its lifecycle")
+    say("a dialing task on each provider that has tasks: contacts, start, results, lifecycle")
+    numbers = ["+8613800138001", "+8613800138002", "+8613800138003"]
+    tasks: dict[str, str] = {}
     for provider, kind in (("xswitch", "auto"), ("aliyun", "predictive"), ("nxcloud", "robot"), ("airudder", "robot")):
         body: dict[str, Any] = {"name": f"demo {provider}", "provider": provider, "type": kind}
-        created = show(
-            requests.post(f"{API}/tasks", json=body, headers={**auth, "Idempotency-Key": uuid.uuid4().hex}, timeout=30)
-        )
-        if not created or "taskId" not in created:
+        created = requests.post(
+            f"{API}/tasks", json=body, headers={**auth, "Idempotency-Key": uuid.uuid4().hex}, timeout=30
+        ).json()
+        if "taskId" not in created:
+            print(f"   {provider}: {created}")
             continue
-        task = created["taskId"]
-        for action in ("start", "pause", "start", "stop"):
-            show(requests.post(f"{API}/tasks/{task}/{action}", headers=auth, timeout=30))
+        task = tasks[provider] = created["taskId"]
+        added = requests.post(
+            f"{API}/tasks/{task}/contacts",
+            json={"contacts": [{"mobile": n} for n in numbers]},
+            headers=auth,
+            timeout=30,
+        ).json()
+        steps = []
+        for action in ("start", "pause", "start"):
+            answer = requests.post(f"{API}/tasks/{task}/{action}", headers=auth, timeout=30)
+            body = answer.json()
+            outcome = body["status"] if answer.ok else f"{answer.status_code} {body.get('message')}"
+            steps.append(f"{action} -> {outcome}")
+        print(
+            f"   {provider:<9} task {task}: {added.get('providerAdded')} contacts at the provider; " + "; ".join(steps)
+        )
+    print("   (nxcloud and airudder push their results; xswitch and aliyun are polled every minute)")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pushed = [
+            requests.get(f"{API}/tasks/{tasks[p]}/calls", headers=auth, timeout=10).json().get("items", [])
+            for p in ("nxcloud", "airudder")
+            if p in tasks
+        ]
+        if all(len([c for c in calls if c["status"] in FINAL]) >= len(numbers) for calls in pushed):
+            break
+        time.sleep(1)
+    for provider, task in tasks.items():
+        calls = requests.get(f"{API}/tasks/{task}/calls", headers=auth, timeout=10).json().get("items", [])
+        outcomes = ", ".join(f"{c['phone']} {c['status']}" for c in calls) or "none yet"
+        print(f"   {provider:<9} calls: {outcomes}")
+        counts = requests.get(f"{API}/tasks/{task}", headers=auth, timeout=10).json().get("counts")
+        print(f"   {'':<9} counts: {counts}")
+    for provider, task in tasks.items():
+        answer = requests.post(f"{API}/tasks/{task}/stop", headers=auth, timeout=30)
+        outcome = answer.json()["status"] if answer.ok else f"{answer.status_code} {answer.json().get('message')}"
+        print(f"   {provider:<9} stop -> {outcome}")
     show(requests.post(f"{API}/tasks", json={"name": "x", "provider": "quanshi"}, headers=auth, timeout=10))
 
     say("a meeting 15 seconds ahead: callees dialled by its EventBridge schedule")
