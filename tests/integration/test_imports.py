@@ -630,3 +630,36 @@ def test_call_results_give_contacts_their_latest_status_and_count_outcomes_once(
     record_event(store, event(6, numbers[0], "busy", attempt=1))  # a late event of the first attempt
     assert task_detail(task_id)["counts"]["outcomes"] == {"no-answer": 0, "completed": 2}
     assert default_store().get_contact(task_id, numbers[0])["callStatus"] == "completed"
+
+
+def test_a_clone_with_contacts_copies_those_its_provider_has(sims: dict[str, Any]) -> None:
+    import task_control_handler
+
+    source = create_task("xswitch")
+    contacts = [
+        {"mobile": "13800138000", "name": "张三", "externalId": "o-1", "variables": {"订单": "A-1"}},
+        {"mobile": "+44 20 7946 0958", "company": "ACME", "externalId": "o-3", "variables": {"lang": "en"}},
+    ]
+    assert api("POST", f"/tasks/{source}/contacts", {"contacts": contacts}).json["providerAdded"] == 2
+    sims["xswitch"].faults.fail_next = 10
+    failed = api("POST", f"/tasks/{source}/contacts", {"contacts": [{"mobile": "13900139000"}]}).json
+    assert failed["providerFailed"] == 1
+    sims["xswitch"].faults.fail_next = 0
+
+    answer = http(
+        "POST", f"/tasks/{source}/clone", json.dumps({"withContacts": True}).encode(), handler=task_control_handler
+    )
+    assert answer.status == 201, answer.json
+    clone_id = answer.json["task"]["taskId"]
+    import_id = answer.json["contactsImportId"]
+    assert import_id and job(import_id)["source"] == "clone" and job(import_id)["cloneOf"] == source
+    work()
+    done = job(import_id)
+    assert done["status"] == "completed", done
+    assert (done["rows"], done["accepted"]) == (2, 2)
+    copied = {c["e164"]: c for c in api("GET", f"/tasks/{clone_id}/contacts").json["items"]}
+    assert set(copied) == {"+8613800138000", "+442079460958"}
+    assert copied["+8613800138000"]["name"] == "张三" and copied["+8613800138000"]["variables"] == {"订单": "A-1"}
+    assert copied["+8613800138000"]["externalId"] == "o-1"
+    assert copied["+442079460958"]["company"] == "ACME" and copied["+442079460958"]["variables"] == {"lang": "en"}
+    assert sorted(xswitch_numbers(sims, clone_id)) == ["+442079460958", "+8613800138000"]

@@ -351,14 +351,14 @@ def test_delete_removes_it_at_the_provider_and_here(sims: Any) -> None:
     assert call("DELETE", f"/tasks/{task['taskId']}").status == 404
 
 
-def test_clone_copies_settings_and_says_contacts_were_not_copied(sims: Any) -> None:
+def test_clone_copies_settings(sims: Any) -> None:
     task = create("nxcloud", type="robot", settings={"concurrency": 3, "ringTimeoutSeconds": 40})
-    answer = call("POST", f"/tasks/{task['taskId']}/clone", {"name": "copy", "withContacts": True})
+    answer = call("POST", f"/tasks/{task['taskId']}/clone", {"name": "copy"})
     assert answer.status == 201, answer.json
     clone = answer.json["task"]
     assert clone["taskId"] != task["taskId"] and clone["providerTaskId"] != task["providerTaskId"]
     assert clone["settings"] == task["settings"] and clone["status"] == "ready"
-    assert answer.json["contactsCopied"] is False and "contacts" in answer.json["note"]
+    assert answer.json.get("contactsImportId") is None
     plain = call("POST", f"/tasks/{task['taskId']}/clone")
     assert plain.status == 201 and plain.json["task"]["name"] == "nxcloud task (copy)"
 
@@ -502,3 +502,30 @@ def test_task_routes_are_in_the_openapi_document(aws: Any) -> None:
 
     paths = handler.app.get_openapi_schema().paths
     assert {"/tasks", "/tasks/{taskId}", "/tasks/{taskId}/start", "/tasks/{taskId}/clone"} <= set(paths)
+
+
+def test_a_task_the_provider_finished_completes_here_once(sims: Any) -> None:
+    import task_control_handler
+    from outcall.models import TaskLifecycleEvent
+
+    task = create("nxcloud", type="robot")
+    assert call("POST", f"/tasks/{task['taskId']}/start").json["status"] == "running"
+
+    def pushed(status: str) -> TaskLifecycleEvent:
+        return TaskLifecycleEvent(
+            provider="nxcloud",
+            dedup_key=f"t-{status}",
+            kind="task-status",
+            provider_task_id=task["providerTaskId"],
+            status=status,
+        )
+
+    service = task_control_handler.service()
+    assert service.on_provider_status(pushed("running")) is None  # not an end: nothing to do
+    done = service.on_provider_status(pushed("completed"))
+    assert done is not None and done.handled and done.status == "completed"
+    assert call("GET", f"/tasks/{task['taskId']}").json["status"] == "completed"
+    again = service.on_provider_status(pushed("completed"))  # a redelivered push
+    assert again is not None and not again.handled
+    stranger = pushed("completed").model_copy(update={"provider_task_id": "not-ours"})
+    assert service.on_provider_status(stranger) is None

@@ -561,7 +561,10 @@ class RowOutcome:
             name=self._field("name"),
             company=self._field("company"),
             external_id=self._field("external_id"),
-            variables={name: cells[i].strip() for name, i in self._columns.variables if i < len(cells)},
+            # an empty cell is no variable (a robot script's default applies, as for a missing one)
+            variables={
+                name: cells[i].strip() for name, i in self._columns.variables if i < len(cells) and cells[i].strip()
+            },
         )
 
 

@@ -30,6 +30,7 @@ the file could not be read, or the task cannot take contacts).
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -398,6 +399,53 @@ class Importer:
             return None
         return self._queue_plan(job.import_id)
 
+    # ------------------------------------------------------------ clones
+    def clone_contacts(self, source_task_id: str, task_id: str) -> ImportJob:
+        """Copy the contacts a task has at its provider into another task: an import like an
+        upload's, whose call list the planner first writes from the source task's contacts."""
+        now = utcnow()
+        job = ImportJob(
+            import_id=new_import_id(),
+            task_id=task_id,
+            source="clone",
+            clone_of=source_task_id,
+            filename=f"contacts of {source_task_id}.csv",
+            created_at=now,
+            updated_at=now,
+        )
+        self.store.create_import(job)
+        self.send(ImportMessage(import_id=job.import_id, step="plan"))
+        return job
+
+    def _export_contacts(self, job: ImportJob, source_task_id: str) -> ImportJob:
+        """Write the source task's contacts (those its provider has) as a call list under work/:
+        mobile (E.164), name, company, externalId and one column per variable. Run again after a
+        crash, it writes the same file."""
+        variables: dict[str, None] = {}
+        for contact in self.store.iter_contacts(source_task_id, status="added"):
+            variables.update(dict.fromkeys(contact.get("variables") or {}))
+        header = ["mobile", "name", "company", "externalId", *variables]
+
+        def lines() -> Iterator[bytes]:
+            text = io.StringIO()
+            writer = csv.writer(text, lineterminator="\r\n")
+            writer.writerow(header)
+            for contact in self.store.iter_contacts(source_task_id, status="added"):
+                values = contact.get("variables") or {}
+                writer.writerow(
+                    [contact["e164"], contact.get("name"), contact.get("company"), contact.get("externalId")]
+                    + [values.get(name, "") for name in variables]
+                )
+                if text.tell() > 1 << 20:
+                    yield text.getvalue().encode()
+                    text.seek(0)
+                    text.truncate()
+            yield text.getvalue().encode()
+
+        key = f"{WORK_PREFIX}{job.import_id}/contacts.csv"
+        self.bucket.upload(key, lines(), REPORT_CONTENT_TYPE)
+        return self.store.update_import(job.import_id, {"objectKey": key}) or job
+
     def _queue_plan(self, import_id: str) -> ImportJob | None:
         self.send(ImportMessage(import_id=import_id, step="plan"))
         logger.info("upload registered", extra={"importId": import_id})
@@ -424,6 +472,8 @@ class Importer:
         if refusal:
             self._fail(job, refusal)
             return
+        if job.source == "clone" and job.clone_of:
+            job = self._export_contacts(job, job.clone_of)
         try:
             stream, size = self.bucket.open(job.object_key or "", job.object_version or None)
         except NotFound as exc:

@@ -156,7 +156,8 @@ class ImportJob(Model):
 
     import_id: str
     task_id: str
-    source: Literal["s3", "json"]
+    source: Literal["s3", "json", "clone"]
+    clone_of: str | None = Field(default=None, description="for a clone: the task whose contacts are copied")
     status: ImportStatus = "queued"
     object_key: str | None = None
     object_version: str | None = None

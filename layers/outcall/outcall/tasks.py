@@ -28,6 +28,7 @@ from outcall.models import (
     ProviderKey,
     RetryStrategy,
     Task,
+    TaskLifecycleEvent,
     TaskSettings,
     TaskStatus,
     TaskType,
@@ -48,6 +49,8 @@ TRANSITIONS: dict[str, dict[str, TaskStatus]] = {
     "fail": {"ready": "failed", "running": "failed", "paused": "failed"},  # reported by call results
 }
 FINAL_STATUSES: frozenset[str] = frozenset({"stopped", "completed", "failed"})
+# a provider's word for a task it finished -> the action that follows it here
+PROVIDER_FINISHED: dict[str, Action] = {"completed": "complete", "finished": "complete", "failed": "fail"}
 EDITABLE_STATUSES: frozenset[str] = frozenset({"ready", "paused"})
 DEFAULT_MAX_TASKS = 100
 
@@ -115,7 +118,9 @@ class TaskPage(Model):
 
 class CloneResult(Model):
     task: Task
-    contacts_copied: bool
+    contacts_import_id: str | None = Field(
+        default=None, description="the import copying the contacts (GET /imports/{importId} shows its progress)"
+    )
     note: str | None = None
 
 
@@ -224,10 +229,19 @@ def _json(model: BaseModel) -> dict[str, Any]:
 
 
 class TaskService:
-    def __init__(self, store: Store, providers: ProviderFactory, schedules: Schedules | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        providers: ProviderFactory,
+        schedules: Schedules | None = None,
+        copy_contacts: Callable[[str, str], str] | None = None,
+    ) -> None:
+        """`copy_contacts(source task id, new task id)` starts copying contacts for a clone and
+        returns the id of the import doing it."""
         self.store = store
         self.providers = providers
         self.schedules = schedules
+        self.copy_contacts = copy_contacts
 
     # ------------------------------------------------------------ reads
     def get(self, task_id: str) -> Task:
@@ -418,6 +432,23 @@ class TaskService:
             return ScheduleOutcome(handled=False, reason=exc.message, task_id=event.task_id)
         return ScheduleOutcome(handled=True, reason=f"auto {event.action}", task_id=task.task_id, status=task.status)
 
+    def on_provider_status(self, event: TaskLifecycleEvent) -> ScheduleOutcome | None:
+        """A provider says one of its tasks finished (nxcloud and airudder push it): the task here
+        completes (or fails) too. Anything else, or a task already final here, changes nothing."""
+        action = PROVIDER_FINISHED.get((event.status or "").lower())
+        if event.kind != "task-status" or action is None or not event.provider_task_id:
+            return None
+        task_id = self.store.task_id_for(event.provider, event.provider_task_id)
+        if task_id is None:
+            return None
+        try:
+            task = self.transition(task_id, action)
+        except (Conflict, NotFound) as exc:
+            return ScheduleOutcome(handled=False, reason=exc.message, task_id=task_id)
+        return ScheduleOutcome(
+            handled=True, reason=f"provider says {event.status}", task_id=task_id, status=task.status
+        )
+
     # ------------------------------------------------------------ delete and clone
     def delete(self, task_id: str) -> None:
         current = self.get(task_id)
@@ -451,8 +482,6 @@ class TaskService:
         if past:
             settings = settings.model_copy(update=past)
             notes.append("auto start/stop times already past were not copied")
-        if request.with_contacts:
-            notes.append("contacts are not kept by this deployment yet: settings were copied, contacts were not")
         task = self.create(
             CreateTaskRequest(
                 name=request.name or f"{source.name} (copy)",
@@ -462,7 +491,13 @@ class TaskService:
                 auto_delete=source.auto_delete,
             )
         )
-        return CloneResult(task=task, contacts_copied=False, note="; ".join(notes) or None)
+        import_id = None
+        if request.with_contacts:
+            if self.copy_contacts is None:
+                raise NotSupported(task.provider, "cloning contacts here")
+            import_id = self.copy_contacts(source.task_id, task.task_id)
+            notes.append("the contacts the source task has at its provider are being copied")
+        return CloneResult(task=task, contacts_import_id=import_id, note="; ".join(notes) or None)
 
     # ------------------------------------------------------------ schedules
     def _sync_schedules(self, task: Task, previous: Task | None) -> None:
@@ -490,3 +525,24 @@ class TaskService:
             return
         for action in ("start", "stop"):
             self.schedules.remove(task_id, action)
+
+
+# ---------------------------------------------------------------- entry points for other functions
+
+
+def default_service(copy_contacts: Callable[[str, str], str] | None = None) -> TaskService:
+    """The service of this Lambda environment: default store, provider settings from the secret,
+    the task schedules."""
+    from outcall.config import provider_settings
+    from outcall.providers import get_provider
+    from outcall.schedules import TaskSchedules
+    from outcall.store import default_store
+
+    return TaskService(
+        default_store(), lambda key: get_provider(key, provider_settings()), TaskSchedules(), copy_contacts
+    )
+
+
+def on_lifecycle(event: TaskLifecycleEvent, service: TaskService | None = None) -> ScheduleOutcome | None:
+    """A provider's push about one of its tasks (webhook intake): see TaskService.on_provider_status."""
+    return (service or default_service()).on_provider_status(event)
