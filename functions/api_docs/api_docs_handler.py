@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from outcall.api import API_DESCRIPTION, API_TITLE, API_VERSION, SECURITY_SCHEMES, configure
+from outcall.api import API_DESCRIPTION, API_TITLE, API_VERSION, configure, security_schemes
 from outcall.observability import logger
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ app.configure_openapi_merge(
     title=API_TITLE,
     version=API_VERSION,
     description=API_DESCRIPTION,
-    security_schemes=SECURITY_SCHEMES,
+    security_schemes=security_schemes(),
     security=[{"bearer": []}],
     on_conflict="error",
 )

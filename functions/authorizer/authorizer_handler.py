@@ -1,17 +1,15 @@
 """Lambda authorizer of the HTTP API (payload 2.0, simple responses).
 
 A missing header never reaches this function (API Gateway answers 401 itself); a wrong token
-raises "Unauthorized", which API Gateway also turns into 401."""
+raises "Unauthorized", which API Gateway also turns into 401.
+
+The event and the answer are plain dicts: Powertools' data classes (importing one loads the
+classes of every event source, ~15 ms of a cold start) would only wrap two lookups here."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import event_source
-from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
-    APIGatewayAuthorizerEventV2,
-    APIGatewayAuthorizerResponseV2,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall.observability import logger
 from outcall.store import default_store
@@ -24,11 +22,10 @@ class Unauthorized(Exception):
 
 
 @logger.inject_lambda_context
-@event_source(data_class=APIGatewayAuthorizerEventV2)
-def lambda_handler(event: APIGatewayAuthorizerEventV2, context: LambdaContext) -> dict[str, Any]:
-    header = event.headers.get("authorization") or event.headers.get("Authorization")
-    token = authenticate(default_store(), header)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    headers = {str(name).lower(): value for name, value in event["headers"].items()}  # case-insensitive names
+    token = authenticate(default_store(), headers.get("authorization"))
     if token is None:
-        logger.info("token refused", extra={"route": event.route_key})
+        logger.info("token refused", extra={"route": event["routeKey"]})
         raise Unauthorized()
-    return APIGatewayAuthorizerResponseV2(authorize=True, context={"tokenName": token.name}).asdict()
+    return {"isAuthorized": True, "context": {"tokenName": token.name}}

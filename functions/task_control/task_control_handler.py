@@ -10,18 +10,11 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from outcall.api import configure, error_body
+from outcall import queues
+from outcall.api import configure
 from outcall.config import Config, provider_settings
+from outcall.errors import Conflict, Unprocessable
 from outcall.models import ProviderKey, Task, TaskStatus
 from outcall.observability import logger, metrics, tracer
 from outcall.providers import get_provider
@@ -51,31 +44,39 @@ def _provider(key: str) -> Provider:
     return get_provider(key, provider_settings())
 
 
+def _copy_contacts(source_task_id: str, task_id: str) -> str:
+    """A clone's contacts are copied by an import (the contact_import function works it)."""
+    from outcall.bucket import CallListBucket
+    from outcall.imports import Importer, ImportMessage
+
+    config = Config.from_env()
+
+    def send(message: ImportMessage) -> None:
+        queues.send(config.import_queue_url, message)
+
+    importer = Importer(default_store(), CallListBucket(config.bucket_name), _provider, send)
+    return importer.clone_contacts(source_task_id, task_id).import_id
+
+
 def service() -> TaskService:
-    return TaskService(default_store(), _provider, TaskSchedules())
-
-
-@app.exception_handler(IdempotencyAlreadyInProgressError)
-def _in_progress(exc: IdempotencyAlreadyInProgressError) -> Response:
-    return Response(
-        409,
-        content_types.APPLICATION_JSON,
-        error_body(app, "Conflict", "a request with this Idempotency-Key is still being processed"),
-    )
-
-
-@app.exception_handler(IdempotencyValidationError)
-def _key_reused(exc: IdempotencyValidationError) -> Response:
-    return Response(
-        422,
-        content_types.APPLICATION_JSON,
-        error_body(app, "ValidationError", "this Idempotency-Key was already used with a different body"),
-    )
+    return TaskService(default_store(), _provider, TaskSchedules(), _copy_contacts)
 
 
 def _create_once(idempotency_key: str, request: CreateTaskRequest) -> Task:
     """One provider call per Idempotency-Key: Powertools idempotency on the idempotency table
-    keeps the first answer and gives it back to a retry with the same key and body."""
+    keeps the first answer and gives it back to a retry with the same key and body. A retry
+    while the first is still running is 409 Conflict; a key reused with another body is 422."""
+    # imported here: Powertools idempotency (with its DynamoDB layer) only serves keyed creates
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
     persistence = DynamoDBPersistenceLayer(table_name=Config.from_env().idempotency_table_name)
     config = IdempotencyConfig(
         event_key_jmespath="idempotencyKey",
@@ -89,7 +90,13 @@ def _create_once(idempotency_key: str, request: CreateTaskRequest) -> Task:
     def create(payload: dict[str, Any]) -> dict[str, Any]:
         return service().create(CreateTaskRequest.model_validate(payload["body"])).dump()
 
-    return Task.model_validate(create(payload={"idempotencyKey": idempotency_key, "body": request.dump()}))
+    try:
+        answer = create(payload={"idempotencyKey": idempotency_key, "body": request.dump()})
+    except IdempotencyAlreadyInProgressError as exc:
+        raise Conflict("a request with this Idempotency-Key is still being processed") from exc
+    except IdempotencyValidationError as exc:
+        raise Unprocessable("this Idempotency-Key was already used with a different body") from exc
+    return Task.model_validate(answer)
 
 
 @app.post(

@@ -38,7 +38,6 @@ from outcall.models import (
     TaskLifecycleEvent,
 )
 from outcall.observability import logger, mask_phone
-from outcall.phones import normalise_callee
 from outcall.providers.base import Provider, batched
 from outcall.store import Store, utcnow
 
@@ -355,6 +354,9 @@ class ConferenceService:
         accepted: list[tuple[CallRow, MeetingCallee]] = []
         failed: list[CallRow] = []
         seen: set[str] = set()
+        # imported here: phone-number parsing (phonenumbers) is only needed to add callees
+        from outcall.phones import normalise_callee
+
         for entry in request.call_list:
             number = normalise_callee(entry)
             if number.e164 is None:

@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
-
 PROVIDER_SETTINGS_MAX_AGE = 300
 
 
@@ -45,6 +43,9 @@ class Config:
 def provider_settings(config: Config | None = None, *, force_fetch: bool = False) -> dict[str, Any]:
     """Connection settings and credentials of every provider: one JSON secret, one object per
     provider key. Cached by Powertools parameters for PROVIDER_SETTINGS_MAX_AGE seconds."""
+    # imported here: only functions that talk to providers read the secret
+    from aws_lambda_powertools.utilities import parameters
+
     cfg = config or Config.from_env()
     value = parameters.get_secret(
         cfg.provider_secret_name, transform="json", max_age=PROVIDER_SETTINGS_MAX_AGE, force_fetch=force_fetch

@@ -5,15 +5,75 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "outcall")
 
+
+class _Untraced(BaseSegment):
+    """The segment of _NoTracing: records nothing."""
+
+    def close(self, end_time: int | None = None) -> None:
+        pass
+
+    def add_subsegment(self, subsegment: Any) -> None:
+        pass
+
+    def remove_subsegment(self, subsegment: Any) -> None:
+        pass
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
+        pass
+
+
+class _NoTracing(BaseProvider):
+    """Tracer's provider while tracing is off. Importing the X-Ray SDK (Tracer's default provider)
+    builds a botocore X-Ray client, which costs more than `import boto3`; a disabled Tracer would
+    only hand the SDK's dummy segments around, as this provider does."""
+
+    @contextmanager
+    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Iterator[BaseSegment]:
+        yield _Untraced()
+
+    @asynccontextmanager
+    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> AsyncIterator[BaseSegment]:
+        yield _Untraced()
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+    def patch(self, modules: Sequence[str]) -> None:
+        pass
+
+    def patch_all(self) -> None:
+        pass
+
+
+def _tracer() -> Tracer:
+    """Powertools' X-Ray Tracer, or, when POWERTOOLS_TRACE_DISABLED turns tracing off, a disabled
+    Tracer that never imports the X-Ray SDK (see _NoTracing)."""
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in {"1", "y", "yes", "t", "true", "on"}:
+        return Tracer(service=SERVICE, disabled=True, provider=_NoTracing())
+    return Tracer(service=SERVICE)
+
+
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Outcall"), service=SERVICE)
-tracer = Tracer(service=SERVICE)
+tracer = _tracer()
 
 _SECRET_KEYS = re.compile(r"(token|secret|password|sign|key|authorization|checksum)", re.IGNORECASE)
 _PHONE_KEYS = re.compile(r"(phone|mobile|tel|number|callee|caller|clid|dest)", re.IGNORECASE)

@@ -8,7 +8,6 @@ Command line (also `make tokens ARGS="..."`):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import secrets
@@ -69,6 +68,8 @@ def revoke(store: Store, *, name: str | None = None, hash_prefix: str | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # imported here: only the command line needs it, not the authorizer
+
     parser = argparse.ArgumentParser(prog="python -m outcall.tokens", description="Manage outcall API tokens")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create a token and print it once")
