@@ -417,3 +417,15 @@ def test_stopped_numbers_are_reported_and_untried_ones_wait_for_a_restart(sim, p
     later, _ = drain(provider, cursor)
     assert len(later) == 3
     assert {e.dedup_key for e in events}.isdisjoint({e.dedup_key for e in later})
+
+
+def test_provider_options_calling_time_and_max_concurrency_win_over_the_generic_settings(sim, provider):
+    spec = TaskSpec(
+        name="options",
+        concurrency=3,
+        ring_timeout_seconds=25,
+        provider_options={"calling_time": 90, "max_concurrency": 7},
+    )
+    provider.create_task(spec)
+    call = [r.json() for r in api_requests(sim, "PUT", "/api/out_call_tasks/1")][1]
+    assert call["calling_time"] == 90 and call["max_concurrency"] == 7 and call["max_caps"] == 3

@@ -529,3 +529,28 @@ def test_a_task_the_provider_finished_completes_here_once(sims: Any) -> None:
     assert again is not None and not again.handled
     stranger = pushed("completed").model_copy(update={"provider_task_id": "not-ours"})
     assert service.on_provider_status(stranger) is None
+
+
+def test_a_claim_left_by_a_crashed_caller_is_taken_over_after_it_goes_stale(sims: Any) -> None:
+    from outcall.store import PENDING_STALE_SECONDS
+
+    task = create("xswitch")
+    table = boto3.resource("dynamodb", region_name="us-east-1").Table(default_store().table_name)
+    key = {"pk": f"TASK#{task['taskId']}", "sk": "TASK"}
+
+    def leave_claim(seconds_ago: int) -> None:
+        at = (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
+        table.update_item(
+            Key=key,
+            UpdateExpression="SET #p = :op, pendingAt = :at",
+            ExpressionAttributeNames={"#p": "pending"},
+            ExpressionAttributeValues={":op": "start", ":at": at},
+        )
+
+    leave_claim(PENDING_STALE_SECONDS - 30)  # a caller still at the provider: hands off
+    busy = call("POST", f"/tasks/{task['taskId']}/start")
+    assert busy.status == 409 and "under way" in busy.json["message"]
+    leave_claim(PENDING_STALE_SECONDS + 30)  # a caller that died mid-operation: taken over
+    started = call("POST", f"/tasks/{task['taskId']}/start")
+    assert started.status == 200 and started.json["status"] == "running"
+    assert "pending" not in table.get_item(Key=key)["Item"]

@@ -206,9 +206,9 @@ class XSwitchProvider(Provider):
             bodies.append(basic)
         call: dict[str, Any] = {
             "dest_context": opts.get("dest_context", self.settings.get("destContext", "default")),
-            "calling_time": spec.ring_timeout_seconds,
+            "calling_time": opts.get("calling_time", spec.ring_timeout_seconds),
             "max_caps": opts.get("max_caps", spec.concurrency),
-            "max_concurrency": spec.concurrency,
+            "max_concurrency": opts.get("max_concurrency", spec.concurrency),
             "task_start_time": "",
             "auto_dial": 0,
             "disable_ring_back": opts.get("disable_ring_back", 1),
