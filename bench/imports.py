@@ -1,0 +1,821 @@
+"""Benchmark: contact imports (outcall.imports) - the planner, one chunk worker, and an upload end to end.
+
+Figures (written to bench/results/imports.json):
+
+- ``plan_1m``: `Importer.plan` on a 1,000,000-row call list (bench.corpus.write_large_csv) in a fresh
+  process: DynamoDB and SQS are moto in process (mock_aws and the template's resources), the task is
+  an xswitch task stored with its provider task id, the provider is a real XSwitchProvider (the
+  planner makes no HTTP call to it: counted), `send` collects the messages in a list, and the bucket
+  keeps its objects as files in a temporary directory (the upload is read as an unseekable stream,
+  as an S3 body is) so that moto's in-memory S3 does not count in the RSS. Wall seconds, rows/s,
+  chunks and ru_maxrss (target <= 256 MB). Whether rows == accepted + duplicate + invalid is known
+  only once the chunks are worked, so this reports rowsRead and the planned outcomes read back from
+  the chunk files and the chunk markers (the numbers reserved).
+- ``chunk_worker``: `Importer.work_chunk` on full chunks (`CHUNK_ROWS` rows) in a fresh process,
+  against moto in process and the xswitch simulator over HTTP (local.simulators.xswitch on a free
+  port, the provider settings pointing at it), with the time spent in each store / provider call
+  and the DynamoDB calls per chunk. moto is far slower per write than DynamoDB (its put_item is
+  measured alongside), so these seconds are an upper bound. ``arithmetic`` puts both together for a
+  1,000,000-row file against Lambda's 900 s per invocation.
+- ``e2e_100k``: an upload through the local stack (`python -m local` as a subprocess on free ports, as
+  tests/e2e does): POST /tasks (xswitch), POST /tasks/{id}/uploads, PUT of the file to the presigned
+  URL, then GET /imports/{id} until the job is completed, partial or failed. Seconds from the PUT to
+  the end, rows/s, the job's counts (rows == accepted + duplicate + invalid checked) and the
+  progress over time. If the requested size does not finish within the timeout, the progress so far
+  is reported (``finished: false``) and a smaller size is measured as well.
+
+    python -m bench.imports [--plan-rows N] [--chunks N] [--e2e-rows N] [--e2e-timeout S] [--skip NAME ...]
+
+(PYTHONPATH=layers/outcall, as `make bench` sets it.) With the defaults the whole run takes about 25
+minutes, most of it the 100,000-row upload through moto server. `--skip plan chunk e2e` names the
+sections not to measure: they keep their figures from the existing results file (each section says
+when it was measured) and `arithmetic` is worked out again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from bench.corpus import write_large_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER = ROOT / "layers" / "outcall"
+RESULTS = ROOT / "bench" / "results" / "imports.json"
+LAMBDA_TIMEOUT_S = 900
+RSS_TARGET_MB = 256
+ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+DEV_TOKEN = "oc_bench_token_0123456789abcdef"
+MOTO_NOTES = [
+    "moto's transact_write_items deep-copies every table it touches, once per item of the transaction,"
+    " to roll back: its cost grows with the table. With the contacts of earlier chunks in the table,"
+    " finish_chunk (a 3-4 item transaction) slows down chunk after chunk (e2e_100k.progress: the first"
+    " chunk about 52 s, the last about 80 s) and the local stack's RSS climbs (e2e_100k.stack_rss_mb).",
+    "moto runs in the measuring process (or in the local stack's process) and shares its CPU with the"
+    " code measured; the machine was shared with other work (load averages are recorded).",
+]
+FINAL = ("completed", "partial", "failed")
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _child_env() -> dict[str, str]:
+    env = {**os.environ, **ENVIRONMENT}
+    env.pop("AWS_ENDPOINT_URL", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LAYER), str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _run_child(kind: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
+    """Run `python -m bench.imports --child kind ...` in a fresh interpreter; its figures come back in a file."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json", prefix="outcall-bench-") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.imports", "--child", kind, "--out", out.name, *args],
+            capture_output=True,
+            text=True,
+            env=_child_env(),
+            cwd=str(ROOT),
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{kind} child failed ({done.returncode}): {done.stderr[-4000:] or done.stdout[-4000:]}")
+        result: dict[str, Any] = json.loads(Path(out.name).read_text(encoding="utf-8"))
+    return result
+
+
+def _moto_stack(provider_settings: dict[str, Any]) -> Any:
+    """Inside mock_aws: the template's tables, buckets and queues, and the functions' environment."""
+    import boto3
+
+    from local.moto_atomic import make_dynamodb_writes_atomic
+    from local.template import Stack
+
+    make_dynamodb_writes_atomic()  # as the tests and the local stack do
+    stack = Stack(endpoint="https://sqs.us-east-1.amazonaws.com")
+    stack.create_resources(boto3.Session(region_name="us-east-1"), {"ProviderSecret": json.dumps(provider_settings)})
+    os.environ.update(stack.environment())
+    return stack
+
+
+def _store_task(store: Any, provider_task_id: str) -> Any:
+    from outcall.models import Task
+
+    now = datetime.now(UTC)
+    task = Task(
+        task_id=f"bench-{os.getpid()}",
+        name="bench import",
+        provider="xswitch",
+        type="auto",
+        status="ready",
+        provider_task_id=provider_task_id,
+        created_at=now,
+        updated_at=now,
+    )
+    assert store.create_task(task, max_tasks=1000, pending=None)
+    return task
+
+
+def _queued_job(store: Any, task_id: str, key: str) -> str:
+    from outcall.imports import new_import_id
+    from outcall.models import ImportJob
+
+    now = datetime.now(UTC)
+    import_id = new_import_id()
+    job = ImportJob(
+        import_id=import_id,
+        task_id=task_id,
+        source="s3",
+        status="queued",
+        object_key=key.replace("<importId>", import_id),
+        filename=Path(key).name,
+        created_at=now,
+        updated_at=now,
+    )
+    assert store.create_import(job)
+    return import_id
+
+
+# ---------------------------------------------------------------- 1. the planner on 1,000,000 rows
+
+
+class _Unseekable(io.RawIOBase):
+    """A file read the way an S3 body is: forward only."""
+
+    def __init__(self, handle: io.BufferedReader) -> None:
+        self._handle = handle
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._handle.readinto(buffer)
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def _file_bucket(root: Path) -> Any:
+    """A CallListBucket whose objects are files under `root` (chunk files on disk, not in moto's memory)."""
+    from outcall.bucket import CallListBucket
+    from outcall.errors import NotFound
+
+    class FileBucket(CallListBucket):
+        def __init__(self) -> None:
+            super().__init__("bench-files")
+            self.root = root
+            self.puts = 0
+            self.put_bytes = 0
+
+        def _path(self, key: str) -> Path:
+            return self.root / key
+
+        def open(self, key: str, version: str | None = None) -> tuple[IO[bytes], int]:
+            path = self._path(key)
+            if not path.is_file():
+                raise NotFound(f"the uploaded file {key!r} is gone")
+            return _Unseekable(path.open("rb")), path.stat().st_size  # type: ignore[return-value]
+
+        def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+            path = self._path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            self.puts += 1
+            self.put_bytes += len(data)
+
+        def read(self, key: str) -> bytes:
+            return self._path(key).read_bytes()
+
+        def body(self, key: str) -> IO[bytes]:
+            return self._path(key).open("rb")
+
+        def upload(self, key: str, parts: Iterable[bytes | IO[bytes]], content_type: str) -> None:
+            path = self._path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("wb") as out:
+                for part in parts:
+                    if isinstance(part, bytes):
+                        out.write(part)
+                    else:
+                        shutil.copyfileobj(part, out, 1 << 20)
+                        part.close()
+
+    return FileBucket()
+
+
+def _plan_child(directory: str, key: str, source: str) -> dict[str, Any]:
+    """In a fresh process: put `source` where the job's key says under `directory`, plan it and
+    report time, RSS and what was planned."""
+    os.environ.update(ENVIRONMENT)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    from moto import mock_aws
+    from outcall.imports import CHUNK_ROWS, Importer, ImportMessage, chunk_key
+    from outcall.providers import get_provider
+    from outcall.store import Store
+
+    settings = {"xswitch": {"baseUrl": "http://127.0.0.1:9", "login": "bench", "password": "bench"}}
+    with mock_aws():
+        _moto_stack(settings)
+        store = Store()
+        task = _store_task(store, provider_task_id="1")
+        import_id = _queued_job(store, task.task_id, key)
+        job = store.get_import(import_id)
+        assert job is not None and job.object_key
+        root = Path(directory)
+        (root / job.object_key).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, root / job.object_key)
+        bucket = _file_bucket(root)
+        http_calls: list[str] = []
+
+        def providers(name: str) -> Any:
+            provider: Any = get_provider(name, settings)
+            request = provider.http.request
+
+            def counted(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+                http_calls.append(f"{method} {path}")
+                return request(method, path, *args, **kwargs)
+
+            provider.http.request = counted
+            return provider
+
+        messages: list[ImportMessage] = []
+        importer = Importer(store, bucket, providers, messages.append)
+        rss_before = _peak_rss_mb()
+        started = time.perf_counter()
+        cpu = time.process_time()
+        importer.plan(import_id)
+        cpu = time.process_time() - cpu
+        seconds = time.perf_counter() - started
+        peak = _peak_rss_mb()
+
+        job = store.get_import(import_id)
+        assert job is not None and job.chunks is not None
+        planned: Counter[str] = Counter()
+        reserved = 0
+        over_limit = 0
+        # after the peak was taken: the planner's number -> first row dict, rebuilt to weigh it
+        tracemalloc.start()
+        seen: dict[str, int] = {}
+        for n in range(job.chunks):
+            for line in bucket.read(chunk_key(import_id, n)).decode().splitlines()[1:]:
+                row, status, e164, *_ = json.loads(line)
+                planned[status] += 1
+                if status == "accepted":
+                    seen.setdefault(e164, row)
+            marker = store.get_chunk(import_id, n) or {}
+            reserved += int(marker.get("reserved", 0))
+            over_limit += 1 if marker.get("overLimit") else 0
+        seen_mb = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
+        tracemalloc.stop()
+        file_bytes = (root / (job.object_key or "")).stat().st_size
+        steps = Counter(m.step for m in messages)
+    rows = sum(planned.values())
+    return {
+        "rows_read": job.rows_read,
+        "chunks": job.chunks,
+        "chunk_rows": CHUNK_ROWS,
+        "status_after_plan": job.status,
+        "error": job.error,
+        "file_mb": round(file_bytes / 2**20, 1),
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "rows_per_s": round(job.rows_read / seconds),
+        "peak_rss_mb": peak,
+        "rss_before_plan_mb": rss_before,
+        "rss_growth_in_plan_mb": round(peak - rss_before, 1),
+        "rss_target_mb": RSS_TARGET_MB,
+        "within_rss_target": peak <= RSS_TARGET_MB,
+        "seen_numbers_dict_mb": seen_mb,
+        "seen_numbers": len(seen),
+        "planned": {
+            "rows_in_chunk_files": rows,
+            "accepted": planned["accepted"],
+            "duplicate_in_file": planned["duplicate"],
+            "invalid": planned["invalid"],
+            "numbers_reserved": reserved,
+            "chunks_over_limit": over_limit,
+            "rows_in_chunk_files_equal_rows_read": rows == job.rows_read,
+            "reserved_equals_accepted": reserved == planned["accepted"],
+        },
+        "messages_sent": dict(steps),
+        "chunk_files_mb": round(bucket.put_bytes / 2**20, 1),
+        "provider_http_calls": len(http_calls),
+    }
+
+
+def _handler_baseline_mb() -> float:
+    """ru_maxrss of a fresh process that has imported the contact_import handler and the xswitch
+    provider (what a Lambda worker holds before its first message), without moto."""
+    code = (
+        "import resource, contact_import_handler, outcall.providers.xswitch, outcall.imports;"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    env = _child_env()
+    env["PYTHONPATH"] += os.pathsep + str(ROOT / "functions" / "contact_import")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return round(int(done.stdout.strip().splitlines()[-1]) / 1024, 1)
+
+
+def plan_1m(rows: int = 1_000_000) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="outcall-bench-plan-") as tmp:
+        key = "imports/bench-task/<importId>/calllist.csv"
+        path = Path(tmp) / "source.csv"
+        mix = write_large_csv(path, rows)
+        load = os.getloadavg()[0]
+        # the child names the import; it finds the file by the job's key (<importId> filled in)
+        result = _run_child("plan", "--dir", tmp, "--key", key, "--source", str(path))
+    baseline = _handler_baseline_mb()
+    estimate = round(baseline + result["rss_growth_in_plan_mb"], 1)
+    return {
+        "rows": rows,
+        "corpus_mix": mix,
+        **result,
+        "handler_baseline_rss_mb": baseline,
+        "estimated_lambda_peak_rss_mb": estimate,
+        "estimated_lambda_within_rss_target": estimate <= RSS_TARGET_MB,
+        "load_average_1m_at_start": round(load, 2),
+        "notes": [
+            "peak_rss_mb is the whole benchmark process: moto (DynamoDB, SQS in memory) and its imports"
+            " are in rss_before_plan_mb. estimated_lambda_peak_rss_mb = handler_baseline_rss_mb (a fresh"
+            " process with contact_import_handler imported, no moto) + rss_growth_in_plan_mb: an estimate.",
+            "seen_numbers_dict_mb: the planner's dict of every accepted number -> its first row"
+            " (calllists.process_rows `seen`), rebuilt after the run and weighed with tracemalloc; it is"
+            " most of the growth and grows with the file.",
+            "cpu_seconds is the better guide to a Lambda with one vCPU when the machine is loaded"
+            " (load_average_1m_at_start; cpus at the top level): wall seconds include waiting for a CPU.",
+        ],
+    }
+
+
+# ---------------------------------------------------------------- 2. one chunk worker
+
+
+def _timed(owner: Any, name: str, spent: dict[str, float]) -> None:
+    """Replace owner.name by a wrapper that adds its wall time to spent[name]."""
+    inner: Callable[..., Any] = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+
+    setattr(owner, name, wrapper)
+
+
+def _chunk_child(chunks: int) -> dict[str, Any]:
+    """In a fresh process: plan `chunks` full chunks, then work them one by one and time each."""
+    os.environ.update(ENVIRONMENT)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    import boto3
+    from moto import mock_aws
+    from outcall.bucket import CallListBucket, reset_clients
+    from outcall.imports import CHUNK_ROWS, Importer, ImportMessage
+    from outcall.providers import get_provider
+    from outcall.providers.base import TaskSpec
+    from outcall.store import Store
+
+    from local.simulators.xswitch import SIMULATOR
+
+    entries = json.loads((ROOT / "local" / "providers.json").read_text(encoding="utf-8"))
+    sim: Any = SIMULATOR(port=0, settings=dict(entries["xswitch"])).start()
+    settings = {"xswitch": {**entries["xswitch"], "baseUrl": sim.url}}
+    try:
+        with mock_aws(), tempfile.TemporaryDirectory(prefix="outcall-bench-chunk-") as tmp:
+            reset_clients()
+            stack = _moto_stack(settings)
+            store = Store()
+            provider_task_id = get_provider("xswitch", settings).create_task(TaskSpec(name="bench chunk"))
+            task = _store_task(store, provider_task_id)
+            source = Path(tmp) / "calllist.csv"
+            mix = write_large_csv(source, chunks * CHUNK_ROWS)
+            import_id = _queued_job(store, task.task_id, f"imports/{task.task_id}/<importId>/calllist.csv")
+            job = store.get_import(import_id)
+            assert job is not None and job.object_key
+            bucket = CallListBucket(stack.physical_name("CallListBucket"))
+            bucket.put(job.object_key, source.read_bytes(), "text/csv")
+
+            spent: dict[str, float] = {}
+
+            def providers(name: str) -> Any:
+                provider = get_provider(name, settings)
+                _timed(provider, "add_contacts", spent)
+                return provider
+
+            messages: list[ImportMessage] = []
+            importer = Importer(store, bucket, providers, messages.append)
+            started = time.perf_counter()
+            importer.plan(import_id)
+            plan_seconds = time.perf_counter() - started
+            job = store.get_import(import_id)
+            assert job is not None and job.chunks == chunks, job
+
+            for name in ("claim_contacts", "set_contact_outcomes", "finish_chunk", "lease_chunk", "get_chunk"):
+                _timed(store, name, spent)
+            for name in ("read", "put"):
+                _timed(bucket, name, spent)
+            calls: Counter[str] = Counter()
+
+            def count(event_name: str, **_: Any) -> None:
+                calls[event_name.rsplit(".", 1)[-1]] += 1
+
+            store.table.meta.client.meta.events.register("before-call.dynamodb", count)
+            per_chunk: list[dict[str, Any]] = []
+            for n in range(chunks):
+                spent.clear()
+                calls.clear()
+                sim_before = len(sim.journal)
+                load = os.getloadavg()[0]
+                started = time.perf_counter()
+                cpu = time.process_time()
+                importer.work_chunk(import_id, n)
+                cpu = time.process_time() - cpu
+                seconds = time.perf_counter() - started
+                imports_posted = [r for r in sim.journal[sim_before:] if r.path.endswith("/import")]
+                per_chunk.append(
+                    {
+                        "chunk": n,
+                        "seconds": round(seconds, 2),
+                        "cpu_seconds": round(cpu, 2),
+                        "rows_per_s": round(CHUNK_ROWS / seconds),
+                        "load_average_1m_at_start": round(load, 2),
+                        "dynamodb_calls": dict(sorted(calls.items())),
+                        "provider_import_calls": len(imports_posted),
+                        "seconds_in": {k: round(v, 2) for k, v in sorted(spent.items())},
+                        "ms_per_write": {
+                            "claim_contacts_put": round(1000 * spent["claim_contacts"] / max(1, calls["PutItem"]), 2),
+                            "set_contact_outcomes_update": round(
+                                1000 * spent["set_contact_outcomes"] / max(1, calls["UpdateItem"]), 2
+                            ),
+                        },
+                    }
+                )
+            finish_started = time.perf_counter()
+            if any(m.step == "finish" for m in messages):
+                importer.finish(import_id)
+            finish_seconds = time.perf_counter() - finish_started
+            job = store.get_import(import_id)
+            assert job is not None
+            at_provider = len(sim.tasks[int(provider_task_id)].numbers)
+
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            table = stack.physical_name("Table")
+            puts = []
+            for i in range(500):
+                begun = time.perf_counter()
+                client.put_item(
+                    TableName=table, Item={"pk": {"S": f"BENCH#{i}"}, "sk": {"S": "X"}, "v": {"S": "x" * 200}}
+                )
+                puts.append(time.perf_counter() - begun)
+    finally:
+        sim.stop()
+
+    chunk_seconds = [c["seconds"] for c in per_chunk]
+    counts = {"rows": job.rows, "accepted": job.accepted, "duplicate": job.duplicate, "invalid": job.invalid}
+    return {
+        "chunk_rows": CHUNK_ROWS,
+        "chunks_worked": chunks,
+        "corpus_mix": mix,
+        "plan_seconds": round(plan_seconds, 2),
+        "seconds_per_chunk": round(statistics.median(chunk_seconds), 2),
+        "seconds_per_chunk_max": max(chunk_seconds),
+        "rows_per_s": round(CHUNK_ROWS / statistics.median(chunk_seconds)),
+        "per_chunk": per_chunk,
+        "finish_seconds": round(finish_seconds, 2),
+        "job": {
+            "status": job.status,
+            **counts,
+            "rows_equal_outcomes": job.rows == job.accepted + job.duplicate + job.invalid == chunks * CHUNK_ROWS,
+            "provider_added": job.provider_added,
+            "provider_rejected": job.provider_rejected,
+            "provider_failed": job.provider_failed,
+            "numbers_at_simulator": at_provider,
+            "reasons": dict(sorted(job.reasons.items())),
+        },
+        "moto_put_item_p50_ms": round(statistics.median(puts) * 1000, 2),
+        "peak_rss_mb": _peak_rss_mb(),
+        "notes": [
+            "seconds_in: wall time inside each store, bucket and provider call (the provider's add_contacts"
+            " is HTTP to the xswitch simulator in this process). claim_contacts and set_contact_outcomes are"
+            " one PutItem / UpdateItem per accepted row, 16 at a time (store.contacts.WRITE_THREADS).",
+            "moto_put_item_p50_ms: one plain PutItem, one thread, on the same moto after the chunks;"
+            " ms_per_write is the effective time per write inside the chunk (threads, GIL and the moto"
+            " write lock of local.moto_atomic included). moto is in this process and shares its CPU.",
+        ],
+    }
+
+
+def chunk_worker(chunks: int = 2) -> dict[str, Any]:
+    return _run_child("chunk", "--chunks", str(chunks))
+
+
+# ---------------------------------------------------------------- 3. end to end through the local stack
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    """The peak RSS of a running process (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _e2e_once(rows: int, timeout: float, directory: Path) -> dict[str, Any]:
+    import requests
+
+    path = directory / f"e2e_{rows}.csv"
+    mix = write_large_csv(path, rows, seed=7)
+    port, aws_port = _free_port(), _free_port()
+    log = directory / f"stack_{rows}.log"
+    env = {
+        **_child_env(),
+        "OUTCALL_PORT": str(port),
+        "OUTCALL_AWS_PORT": str(aws_port),
+        "OUTCALL_DEV_TOKEN": DEV_TOKEN,
+        "OUTCALL_SQS_RETRY_DELAY": "1",
+    }
+    for name in ENVIRONMENT:  # the stack sets its own AWS and Powertools environment
+        env.pop(name, None)
+    url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {DEV_TOKEN}"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"local stack exited: {log.read_text()[-3000:]}")
+            try:
+                if requests.get(url + "/health", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"local stack not healthy in 120 s: {log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        rss_idle = _vm_hwm_mb(proc.pid)
+
+        body = {"name": "bench import", "provider": "xswitch", "type": "auto"}
+        created = requests.post(url + "/tasks", json=body, headers=auth, timeout=30)
+        assert created.status_code == 201, created.text
+        task_id = created.json()["taskId"]
+        ticket = requests.post(
+            url + f"/tasks/{task_id}/uploads", json={"filename": path.name}, headers=auth, timeout=30
+        )
+        assert ticket.status_code == 201, ticket.text
+        import_id = ticket.json()["importId"]
+
+        load_start = os.getloadavg()[0]
+        started = time.monotonic()
+        with path.open("rb") as handle:
+            put = requests.put(ticket.json()["uploadUrl"], data=handle, timeout=300)
+        assert put.status_code == 200, put.text
+        put_seconds = time.monotonic() - started
+
+        progress: list[dict[str, Any]] = []
+        planned_at: float | None = None
+        job: dict[str, Any] = {}
+        last_done = -1
+        while time.monotonic() - started < timeout:
+            if proc.poll() is not None:
+                raise RuntimeError(f"local stack exited ({proc.returncode}) mid-import: {log.read_text()[-3000:]}")
+            answer = requests.get(url + f"/imports/{import_id}", headers=auth, timeout=30)
+            assert answer.status_code == 200, answer.text
+            job = answer.json()
+            elapsed = round(time.monotonic() - started, 1)
+            if planned_at is None and job.get("chunks") is not None:
+                planned_at = elapsed
+            if job.get("chunksDone", 0) != last_done:
+                last_done = job.get("chunksDone", 0)
+                progress.append({"s": elapsed, "rowsRead": job.get("rowsRead"), "chunksDone": last_done})
+            if job["status"] in FINAL:
+                break
+            time.sleep(1.0)
+        seconds = time.monotonic() - started
+        finished = job.get("status") in FINAL
+        rss_peak = _vm_hwm_mb(proc.pid)
+        report_rows = None
+        if finished and job.get("reportUrl"):
+            report = requests.get(job["reportUrl"], timeout=120)
+            report_rows = report.content.count(b"\n") - 1 if report.status_code == 200 else None
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    counts = {k: job.get(k, 0) for k in ("rows", "accepted", "duplicate", "invalid")}
+    result: dict[str, Any] = {
+        "rows": rows,
+        "corpus_mix": mix,
+        "file_mb": round(path.stat().st_size / 2**20, 1),
+        "finished": finished,
+        "status": job.get("status"),
+        "put_seconds": round(put_seconds, 2),
+        "seconds_put_to_planned": planned_at,
+        "seconds_put_to_finished": round(seconds, 1) if finished else None,
+        "rows_per_s": round(rows / seconds) if finished else None,
+        "chunks": job.get("chunks"),
+        "chunks_done": job.get("chunksDone"),
+        "counts": counts,
+        "rows_equal_outcomes": counts["rows"] == counts["accepted"] + counts["duplicate"] + counts["invalid"],
+        "provider": {k: job.get(k) for k in ("providerAdded", "providerRejected", "providerFailed")},
+        "reasons": job.get("reasons"),
+        "error": job.get("error"),
+        "report_rows": report_rows,
+        "stack_rss_mb": {"after_start": rss_idle, "peak": rss_peak},
+        "load_average_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
+        "progress": progress,
+        "notes": [
+            "The local stack is one Python process: moto server, the functions, the pumps and the provider"
+            " simulators share its CPU (one GIL). Its SQS pump hands the import queue to contact_import 5"
+            " messages at a time and waits for the answer, so chunks are worked one after another, not in"
+            " parallel as Lambda would; every DynamoDB write is an HTTP request to moto server.",
+            "seconds_put_to_finished runs from the start of the PUT of the file to the first poll (every"
+            " second) that sees the job completed, partial or failed; it includes the S3 event, the"
+            " planner, every chunk and the report.",
+        ],
+    }
+    if not finished:
+        result["timeout_s"] = timeout
+        result["rows_counted_by_timeout"] = job.get("rows", 0)
+    return result
+
+
+def e2e(rows: int = 100_000, timeout: float = 1800, fallback_rows: int = 20_000) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="outcall-bench-e2e-") as tmp:
+        first = _e2e_once(rows, timeout, Path(tmp))
+        if first["finished"] or fallback_rows >= rows:
+            return first
+        smaller = _e2e_once(fallback_rows, timeout, Path(tmp))
+    return {
+        "note": f"{rows} rows did not finish within {timeout:.0f} s; measured at {fallback_rows} rows as well",
+        "requested": first,
+        "measured": smaller,
+    }
+
+
+# ---------------------------------------------------------------- together
+
+
+def _arithmetic(plan: dict[str, Any], chunk: dict[str, Any], rows: int = 1_000_000) -> dict[str, Any]:
+    from outcall.imports import CHUNK_ROWS
+
+    chunks = -(-rows // CHUNK_ROWS)
+    plan_s = plan.get("seconds")
+    if plan_s is not None and plan.get("rows_read"):
+        plan_s = round(plan_s * rows / plan["rows_read"], 1)
+    chunk_s = chunk.get("seconds_per_chunk_max")
+    batch = 5  # the Chunks trigger's BatchSize in template.yaml: one invocation may get 5 chunk messages
+    # contact writes: one PutItem (claim) and one UpdateItem (provider answer) per accepted row, all
+    # under one partition key (CONTACTS#<taskId>), whichever worker makes them
+    worked = chunk.get("per_chunk") or []
+    contact_writes = sum(
+        c["dynamodb_calls"].get("PutItem", 0) + c["dynamodb_calls"].get("UpdateItem", 0) for c in worked
+    )
+    accepted_worked = (chunk.get("job") or {}).get("accepted") or 0
+    per_accepted = contact_writes / accepted_worked if accepted_worked else None
+    accepted_in_file = (plan.get("planned") or {}).get("accepted")
+    writes = round(per_accepted * accepted_in_file) if per_accepted and accepted_in_file else None
+    return {
+        "rows": rows,
+        "chunk_rows": CHUNK_ROWS,
+        "chunks": chunks,
+        "planner_seconds": plan_s,
+        "planner_within_900s": plan_s is not None and plan_s < LAMBDA_TIMEOUT_S,
+        "chunk_seconds": chunk_s,
+        "chunk_within_900s": chunk_s is not None and chunk_s < LAMBDA_TIMEOUT_S,
+        "sqs_batch_size": batch,
+        "batch_of_chunks_seconds": round(chunk_s * batch, 1) if chunk_s else None,
+        "batch_of_chunks_within_900s": chunk_s is not None and chunk_s * batch < LAMBDA_TIMEOUT_S,
+        "planner_and_4_chunks_seconds": round(plan_s + 4 * chunk_s, 1) if plan_s and chunk_s else None,
+        "all_chunks_one_worker_seconds": round(chunk_s * chunks, 1) if chunk_s else None,
+        "contact_writes_per_accepted_row": round(per_accepted, 3) if per_accepted else None,
+        "contact_writes_for_file": writes,
+        "contact_writes_seconds_at_1000_per_s": round(writes / 1000) if writes else None,
+        "notes": [
+            f"A {rows:,}-row file is {chunks} chunks of {CHUNK_ROWS:,} rows. The planner runs once, in one"
+            " invocation (limit 900 s); every chunk is its own SQS message and chunks are worked in parallel"
+            " by as many contact_import invocations as Lambda scales the queue to, so the time after"
+            " planning is about (chunks / concurrent workers) x chunk seconds.",
+            "The Chunks trigger has BatchSize 5: one invocation may be handed 5 chunk messages (or the plan"
+            " message and 4 chunks) and works them one after another, so 5 x chunk seconds (plus the planner"
+            " when it shares the batch) must fit in the 900 s too, not one chunk.",
+            "Chunk seconds are measured against moto in process, much slower per write than DynamoDB"
+            " (see chunk_worker.moto_put_item_p50_ms and its dynamodb_calls per chunk): an upper bound.",
+            "Every contact write of a task goes to one partition key (CONTACTS#<taskId>). DynamoDB serves"
+            " at most 1,000 write units per second per partition until adaptive capacity splits a hot one,"
+            " so contact_writes_seconds_at_1000_per_s (contacts of up to 1 KB) is a floor on the time to"
+            " work the file at first, however many workers run: more parallel workers mean throttling and"
+            " retries, not speed.",
+        ],
+    }
+
+
+def run(
+    plan_rows: int = 1_000_000,
+    chunks: int = 2,
+    e2e_rows: int = 100_000,
+    e2e_timeout: float = 1800,
+    skip: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Measure each section not skipped and write the results file after each one. A skipped
+    section keeps its figures from the existing results file (each says when it was measured)."""
+    result: dict[str, Any] = {
+        "benchmark": "imports",
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "notes": MOTO_NOTES,
+    }
+    if skip and RESULTS.exists():
+        previous = json.loads(RESULTS.read_text(encoding="utf-8"))
+        result |= {k: v for k, v in previous.items() if k in ("plan_1m", "chunk_worker", "e2e_100k")}
+    sections: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
+        "plan": ("plan_1m", lambda: plan_1m(plan_rows)),
+        "chunk": ("chunk_worker", lambda: chunk_worker(chunks)),
+        "e2e": ("e2e_100k", lambda: e2e(e2e_rows, e2e_timeout)),
+    }
+
+    def save() -> None:
+        if "plan_1m" in result and "chunk_worker" in result:
+            result["arithmetic"] = _arithmetic(result["plan_1m"], result["chunk_worker"])
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+    for name, (key, measure) in sections.items():
+        if name not in skip:
+            result[key] = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), **measure()}
+            save()
+    save()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plan-rows", type=int, default=1_000_000)
+    parser.add_argument("--chunks", type=int, default=2, help="full chunks the chunk worker works, one by one")
+    parser.add_argument("--e2e-rows", type=int, default=100_000)
+    parser.add_argument("--e2e-timeout", type=float, default=1800, help="seconds from the PUT to give up")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["plan", "chunk", "e2e"])
+    parser.add_argument("--child", choices=["plan", "chunk"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--source", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        assert args.out
+        if args.child == "plan":
+            assert args.dir and args.key and args.source
+            figures = _plan_child(args.dir, args.key, args.source)
+        else:
+            figures = _chunk_child(args.chunks)
+        Path(args.out).write_text(json.dumps(figures), encoding="utf-8")
+        return
+    result = run(args.plan_rows, args.chunks, args.e2e_rows, args.e2e_timeout, tuple(args.skip))
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()
