@@ -5,6 +5,7 @@ method of outcall.tasks.TaskService and returns its model."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -14,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import queues
 from outcall.api import configure
 from outcall.config import Config, provider_settings
-from outcall.errors import Conflict, Unprocessable
+from outcall.idempotency import once_per_key
 from outcall.models import ProviderKey, Task, TaskStatus
 from outcall.observability import logger, metrics, tracer
 from outcall.providers import get_provider
@@ -37,7 +38,6 @@ app = APIGatewayHttpResolver(enable_validation=True)
 configure(app)
 
 TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]
-IDEMPOTENCY_EXPIRES_SECONDS = 24 * 3600
 
 
 def _provider(key: str) -> Provider:
@@ -63,40 +63,13 @@ def service() -> TaskService:
 
 
 def _create_once(idempotency_key: str, request: CreateTaskRequest) -> Task:
-    """One provider call per Idempotency-Key: Powertools idempotency on the idempotency table
-    keeps the first answer and gives it back to a retry with the same key and body. A retry
-    while the first is still running is 409 Conflict; a key reused with another body is 422."""
-    # imported here: Powertools idempotency (with its DynamoDB layer) only serves keyed creates
-    from aws_lambda_powertools.utilities.idempotency import (
-        DynamoDBPersistenceLayer,
-        IdempotencyConfig,
-        idempotent_function,
-    )
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (
-        IdempotencyAlreadyInProgressError,
-        IdempotencyValidationError,
-    )
+    """One provider call per Idempotency-Key (outcall.idempotency): a retry with the same key and
+    body answers the first result."""
 
-    persistence = DynamoDBPersistenceLayer(table_name=Config.from_env().idempotency_table_name)
-    config = IdempotencyConfig(
-        event_key_jmespath="idempotencyKey",
-        payload_validation_jmespath="body",
-        expires_after_seconds=IDEMPOTENCY_EXPIRES_SECONDS,
-    )
-    if app.lambda_context is not None:
-        config.register_lambda_context(app.lambda_context)
+    def create(body: Mapping[str, Any]) -> dict[str, Any]:
+        return service().create(CreateTaskRequest.model_validate(body)).dump()
 
-    @idempotent_function(data_keyword_argument="payload", persistence_store=persistence, config=config)
-    def create(payload: dict[str, Any]) -> dict[str, Any]:
-        return service().create(CreateTaskRequest.model_validate(payload["body"])).dump()
-
-    try:
-        answer = create(payload={"idempotencyKey": idempotency_key, "body": request.dump()})
-    except IdempotencyAlreadyInProgressError as exc:
-        raise Conflict("a request with this Idempotency-Key is still being processed") from exc
-    except IdempotencyValidationError as exc:
-        raise Unprocessable("this Idempotency-Key was already used with a different body") from exc
-    return Task.model_validate(answer)
+    return Task.model_validate(once_per_key("tasks", idempotency_key, request.dump(), create, app.lambda_context))
 
 
 @app.post(
