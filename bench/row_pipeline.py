@@ -136,7 +136,7 @@ def _measure_rss(rows: int, directory: Path, default_region: str) -> dict[str, o
     return result
 
 
-def run(rows: int = 200_000, *, rss_rows: int = 1_000_000, repeats: int = 3, default_region: str = "CN") -> dict:
+def run(rows: int = 200_000, *, rss_rows: int = 1_000_000, repeats: int = 5, default_region: str = "CN") -> dict:
     """Measure the pipeline against bare phonenumbers; returns (and does not write) the figures."""
     with tempfile.TemporaryDirectory(prefix="outcall-bench-") as tmp:
         directory = Path(tmp)
@@ -201,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--rss-rows", type=int, default=1_000_000, help="0 skips the RSS run")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--region", default="CN")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -283,6 +283,39 @@ def test_a_field_larger_than_csv_allows_is_a_clear_error() -> None:
     assert error.row == 2
 
 
+def test_a_read_error_further_down_names_its_row_after_the_rows_before_it() -> None:
+    good = [f"n{i},1381234{i:04d}" for i in range(150)]  # rows 2..151
+    data = ("name,mobile\n" + "\n".join(good) + "\n").encode() + b'big,"' + b"x" * 200_000 + b'"\n'
+    handed_out: list[int] = []
+    with open_bytes(data) as call_list, pytest.raises(CallListError) as caught:
+        for outcome in process_rows(call_list, default_region="CN"):
+            handed_out.append(outcome.row)
+    assert caught.value.reason == "malformed_csv"
+    assert caught.value.row == 152
+    assert handed_out == list(range(2, 2 + len(handed_out)))  # in order, none skipped, none after
+    assert handed_out and handed_out[-1] < 152
+
+
+def test_repeated_bad_rows_get_the_same_outcome_as_the_first() -> None:
+    lines = ["name,countryCode,mobile,areaCode,phone"]
+    bad = [",86,n/a,,", ",86,138123,,", ",86,1901111456,,", ",999,13812345678,,", ",86,,10,123", ",86,,1a,58512042"]
+    for _ in range(3):
+        lines += [f"x{i}{row}" for i, row in enumerate(bad)]
+    found = outcomes("\n".join(lines).encode(), default_region="CN")
+    assert [o.status for o in found] == [INVALID] * 18
+    first = [(o.reason, o.message) for o in found[:6]]
+    assert [(o.reason, o.message) for o in found[6:12]] == first
+    assert [(o.reason, o.message) for o in found[12:]] == first
+    assert [o.reason for o in found[:6]] == [
+        "not_a_number",
+        "too_short",
+        "invalid_number",
+        "bad_country_code",
+        "too_short",
+        "bad_area_code",
+    ]
+
+
 def test_xlsx_name_on_a_text_file() -> None:
     with pytest.raises(CallListError) as caught:
         open_call_list(io.BytesIO(b"mobile\n1\n"), filename="list.XLSX")

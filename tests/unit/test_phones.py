@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from concurrent.futures import ThreadPoolExecutor
+
 import phonenumbers
 import pytest
 from outcall.models import Callee
@@ -213,6 +216,187 @@ def test_same_answer_from_cache_and_from_scratch() -> None:
     bad_again = normaliser.check("999", "13812345678", "", "")
     assert isinstance(bad_first, PhoneReason)
     assert bad_first == bad_again
+
+
+# Fields (country_code, mobile, area_code, phone) as a call list gives them.
+REFUSED_FIELDS = [
+    ("86", "n/a", "", ""),
+    ("86", "138123", "", ""),
+    ("86", "1901111456", "", ""),
+    ("86", "1.38123E+10", "", ""),
+    ("86", "138 1234 5678 ext. 9", "", ""),
+    ("999", "13812345678", "", ""),
+    ("abc", "13812345678", "", ""),
+    ("", "13812345678", "", ""),  # refused without a default region only
+    ("86", "", "", ""),
+    ("86", "", "10", "123"),
+    ("86", "", "1a", "58512042"),
+    ("", "+999 1234 5678", "", ""),
+]
+VALID_FIELDS = [
+    ("86", "13812345678", "", ""),
+    ("86", "138 1234 5678", "", ""),
+    ("+86", "138-1234-5678", "", ""),
+    ("", "+86 138 1234 5678", "", ""),
+    ("1", "650 253 0000", "", ""),
+    ("44", "7911 123456", "", ""),
+    ("39", "", "", "02 1234 5678"),
+    ("86", "", "10", "58512042"),
+]
+
+
+@pytest.mark.parametrize("region", [None, "CN", "US"])
+def test_refused_inputs_are_remembered_and_answered_as_the_first_time(region: str | None) -> None:
+    shared = PhoneNormaliser(region)
+    for _ in range(3):
+        for fields in REFUSED_FIELDS + VALID_FIELDS:
+            assert shared.check(*fields) == PhoneNormaliser(region).check(*fields), fields
+    # only refusals are remembered, each under the fields exactly as given
+    fresh = PhoneNormaliser(region)
+    refused = {fields for fields in REFUSED_FIELDS + VALID_FIELDS if isinstance(fresh.check(*fields), PhoneReason)}
+    assert set(shared._refused) == refused
+    assert all(isinstance(reason, PhoneReason) for reason in shared._refused.values())
+    # a different spelling of a refused number is worked out, not taken from memory
+    assert shared.check("86", " n/a ", "", "") == PhoneNormaliser(region).check("86", " n/a ", "", "")
+
+
+def test_remembered_refusals_are_bounded() -> None:
+    normaliser = PhoneNormaliser("CN", refused_cache_size=8)
+    for i in range(100):
+        found = normaliser.check("86", f"1{i:03d}", "", "")
+        assert found == PhoneNormaliser("CN").check("86", f"1{i:03d}", "", "")
+        assert len(normaliser._refused) <= 8
+    assert normaliser.check("86", "13812345678", "", "") == MOBILE
+    assert len(PhoneNormaliser("CN")._refused) == 0
+
+
+def test_nothing_carries_over_from_one_number_to_the_next() -> None:
+    # phonenumbers parses every number into the same PhoneNumber: each parse starts from scratch
+    normaliser = PhoneNormaliser("CN")
+    assert normaliser.check("86", "13812345678 ext. 123", "", "") == PhoneNormaliser("CN").check(
+        "86", "13812345678 ext. 123", "", ""
+    )
+    assert normaliser.check("86", "13912345678", "", "") == "+8613912345678"  # no extension left over
+    assert normaliser.check("39", "", "", "02 1234 5678") == "+390212345678"  # Italian leading zero
+    assert normaliser.check("39", "312 345 6789", "", "") == "+393123456789"  # and none left over
+    assert normaliser.check("86", "138", "", "") == PhoneNormaliser("CN").check("86", "138", "", "")
+    assert normaliser.check("852", "9123 4567", "", "") == "+85291234567"
+
+
+def _bare(text: str, region: str | None) -> str | None:
+    """E.164 from phonenumbers alone (parse, is_valid_number, format_number), or None."""
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if parsed.extension or not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _written_forms(digits: str, rng: random.Random) -> list[str]:
+    """The ways people write a number: as is, in groups with spaces or dashes, irregularly."""
+    cuts = sorted(rng.sample(range(1, len(digits)), k=min(3, len(digits) - 1)))
+    groups = [digits[i:j] for i, j in zip([0, *cuts], [*cuts, len(digits)], strict=True)]
+    return [digits, " ".join(groups), "-".join(groups), " ".join(groups[:2]) + "-".join(["", *groups[2:]])]
+
+
+def test_check_gives_what_phonenumbers_gives_for_written_forms() -> None:
+    rng = random.Random(20240601)
+    regions = {"86": "CN", "1": "US", "44": "GB", "852": "HK", "39": "IT", "81": "JP", "49": "DE"}
+    normaliser = PhoneNormaliser()
+    for code, region in regions.items():
+        for _ in range(40):
+            length = rng.choice([3, 5, 8, 9, 10, 11, 12])
+            digits = rng.choice("0123456789"[1:]) + "".join(rng.choice("0123456789") for _ in range(length - 1))
+            if rng.random() < 0.3:  # a national prefix
+                digits = "0" + digits
+            for text in _written_forms(digits, rng):
+                found = normaliser.check(code, text, "", "")
+                assert (found if isinstance(found, str) else None) == _bare(text, region), (code, text)
+                international = "+" + code + " " + text
+                found = normaliser.check("", international, "", "")
+                assert (found if isinstance(found, str) else None) == _bare(international, None), international
+
+
+def _outcome(text: str, region: str | None) -> tuple[object, ...]:
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        return ("refused", exc.error_type)
+    return ("parsed", parsed, phonenumbers.is_valid_number(parsed))
+
+
+def test_separators_are_removed_only_where_phonenumbers_reads_the_same_number() -> None:
+    from outcall.phones import _without_separators
+
+    assert _without_separators("+86 138 1234 5678") == "+8613812345678"
+    assert _without_separators("138-1234-5678") == "13812345678"
+    assert _without_separators("9123 4567") == "91234567"
+    # left to phonenumbers: anything but single spaces or hyphens between ASCII digits
+    for text in (
+        "13812345678",
+        "1 2",  # two digits: viable without the space, not with it
+        "+1 2",
+        "138  1234",
+        "138 - 1234",
+        "(138) 1234",
+        "138.1234.5678",
+        "+ 86 138",
+        "１３８ １２３４",
+        "138 1234 ext 5",
+        "138 1234 #",
+        "1 " * 30 + "1",  # long
+    ):
+        assert _without_separators(text) == text, text
+    assert _outcome("1 2", "CN") != _outcome("12", "CN")  # why the three-digit minimum
+    rng = random.Random(7)
+    samples = ["1 23", "12 3", "+1 23", "+8 6", "0 0 8 6 1 3 8 1 2 3 4 5 6 7 8", "00-1-650-253-0000"]
+    samples += ["86 138 1234 5678", "0 10 5851 2042", "+39 02 1234 5678", "+800 1234 5678", "+999 1234 5678"]
+    for _ in range(300):
+        groups = ["".join(rng.choice("0123456789") for _ in range(rng.randint(1, 5))) for _ in range(rng.randint(2, 5))]
+        text = rng.choice(["", "+"]) + "".join(g + rng.choice(" -") for g in groups)[:-1]
+        samples.append(text)
+    for text in samples:
+        cleaned = _without_separators(text)
+        for region in ("CN", "US", "GB", "IT", "DE", "AU", None):
+            assert _outcome(cleaned, region) == _outcome(text, region), (text, region)
+
+
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def test_every_region_gives_what_phonenumbers_gives() -> None:
+    rng = random.Random(1)
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        normaliser = PhoneNormaliser(region)
+        code = str(phonenumbers.country_code_for_region(region))
+        for _ in range(12):
+            digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(4, 12)))
+            texts = [digits, "0" + digits, code + digits, "00" + code + digits, digits[:3] + " " + digits[3:]]
+            texts += [(code + digits).translate(FULL_WIDTH), digits[:1], digits[:2], code[:1]]
+            for text in texts:
+                found = normaliser.check("", text, "", "")
+                assert (found if isinstance(found, str) else None) == _bare(text, region), (region, text)
+
+
+def test_normalise_number_is_safe_from_many_threads() -> None:
+    from outcall.phones import _normaliser
+
+    numbers = [f"13{i % 10}{i:08d}" for i in range(300)] + ["138123", "n/a", "13812345678 ext 1"]
+    expected = [normalise_number(country_code="86", mobile=number) for number in numbers]
+
+    def run(_: int) -> list[PhoneResult]:
+        return [normalise_number(country_code="86", mobile=number) for number in numbers]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for results in pool.map(run, range(12)):
+            assert results == expected
+        # one normaliser per thread: an instance parses into a PhoneNumber of its own
+        here = _normaliser("CN")
+        there = pool.submit(_normaliser, "CN").result()
+    assert here is _normaliser("CN")
+    assert there is not here
 
 
 def test_dial_string_writes_a_number_the_way_a_provider_wants_it() -> None:

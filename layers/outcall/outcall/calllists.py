@@ -60,7 +60,7 @@ from xml.etree.ElementTree import ParseError
 from outcall.errors import Unprocessable
 from outcall.models import ContactSpec
 from outcall.observability import mask_text
-from outcall.phones import MISSING_NUMBER, PhoneNormaliser
+from outcall.phones import MISSING_NUMBER, PhoneNormaliser, PhoneReason
 
 __all__ = [
     "ACCEPTED",
@@ -650,14 +650,29 @@ def _batches(
     pad = [""] * (width + 1)
     i_cc, i_mobile, i_area, i_phone = _fields(columns)
     sentinel = width in (i_cc, i_mobile, i_area, i_phone)  # some field is absent: point it at an empty cell
-    more = True
+    chunk: list[tuple[int, list[str]]] = []
+    reading = False
     try:
-        while more:
-            more = False
+        while True:
+            # The previous batch has been handed out: let it go before reading, so that the new
+            # rows reuse its memory while that is still in the CPU caches.
             batch: list[RowOutcome] = []
             out = batch.append
-            for row, cells in islice(records, _BATCH):
-                more = True
+            # A chunk of rows goes through three stretches: read them all, check all their numbers,
+            # then make the outcomes (and remember the numbers). Each stretch runs its own code
+            # over and over, the reader's, phonenumbers', the outcomes', rather than all three
+            # taking turns row by row: fewer CPU cache misses per row, measured.
+            chunk = []
+            take = chunk.append
+            reading = True
+            for record in islice(records, _BATCH):
+                take(record)
+            reading = False
+            if not chunk:
+                return
+            answers: list[str | PhoneReason | RowOutcome] = []
+            answer = answers.append
+            for row, cells in chunk:
                 size = len(cells)
                 if size == width:
                     if sentinel:
@@ -668,10 +683,11 @@ def _batches(
                     extra = [c for c in cells[width:] if c.strip()]
                     del cells[width:]
                     if extra:
-                        out(_extra_cells(row, size, width, extra, cells, columns))
+                        answer(_extra_cells(row, size, width, extra, cells, columns))
                         continue
                     cells.append("")
-                found = check(cells[i_cc], cells[i_mobile], cells[i_area], cells[i_phone])
+                answer(check(cells[i_cc], cells[i_mobile], cells[i_area], cells[i_phone]))
+            for (row, cells), found in zip(chunk, answers, strict=True):
                 if found.__class__ is str:
                     first = remember(found, row)
                     if first == row:
@@ -682,11 +698,15 @@ def _batches(
                                 row, DUPLICATE, found, "duplicate", f"same number as row {first}", cells, columns
                             )
                         )
+                elif found.__class__ is RowOutcome:  # a row with stray cells
+                    out(found)
                 elif found is not MISSING_NUMBER or not _is_blank(cells):
-                    out(RowOutcome(row, INVALID, None, found.code, found.message, cells, columns))
+                    out(RowOutcome(row, INVALID, None, found.code, found.message, cells, columns))  # type: ignore[union-attr]
             if batch:
                 yield batch
     except read_errors as exc:
+        if reading and chunk:  # the rows read before the failure were not worked: name the next one
+            row = chunk[-1][0]
         raise translate(exc, row + 1) from exc
 
 

@@ -15,17 +15,21 @@ The fields are those of a call list or of a conference callee (seeds/quanshi-eve
 
 When both ``mobile`` and ``phone`` are given, ``mobile`` is used (the seed: one or the other).
 Spaces, dashes, dots, brackets and full-width digits in numbers are left to phonenumbers, which
-strips and converts them itself. A number is valid when ``phonenumbers.is_valid_number`` says so;
-a number carrying an extension is refused (an extension cannot be dialled by a robot).
+strips and converts them itself; digit groups split by single spaces or dashes are handed over
+without the separators (`_without_separators`), where phonenumbers reads the very same number with
+less work. A number is valid when ``phonenumbers.is_valid_number``
+says so; a number carrying an extension is refused (an extension cannot be dialled by a robot).
 
 The fast path (`PhoneNormaliser.check`) is what the call-list pipeline runs per row: one parse,
-one validity check, one E.164 string, country codes resolved once per distinct spelling.
+one validity check, one E.164 string, country codes resolved once per distinct spelling, and an
+input refused before (exactly the same fields) answered from memory.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import NumberParseException, ValidationResult
@@ -209,20 +213,60 @@ def _clean_area(value: str) -> str | PhoneReason:
     return digits
 
 
+# Digit groups split by single spaces or hyphens: "+86 138 1234 5678", "138-1234-5678".
+_SEPARATED = re.compile(r"\+?[0-9]+(?:[ -][0-9]+)+")
+_REWRITTEN_MAX = 40  # longest number rewritten: phonenumbers refuses strings over 250 characters unread
+
+
+def _without_separators(number: str) -> str:
+    """`number` without its spaces and hyphens when phonenumbers reads the same number from both.
+
+    That is so for ASCII digit groups split by single spaces or hyphens (an optional leading
+    '+'), three digits or more, 40 characters at most: phonenumbers finds no extension, no
+    RFC 3966 parameter and no second number in either string, finds both viable (three digits
+    are enough with punctuation, two without, hence the minimum), and from there on works on the
+    string normalised to its digits. Its regular expressions and its character-by-character
+    normalisation (twice per parse) then have fewer characters to go through. Any other string
+    is returned unchanged, to be read by phonenumbers as it is.
+    """
+    if len(number) <= _REWRITTEN_MAX and _SEPARATED.fullmatch(number):
+        digits = number.replace(" ", "").replace("-", "")
+        if len(digits) - (digits[0] == "+") >= 3:
+            return digits
+    return number
+
+
+_REFUSED_CACHE_SIZE = 4096  # refused inputs a normaliser remembers: a few hundred KB at most
+
+
 class PhoneNormaliser:
-    """Normalises contact number fields; keeps a per-instance cache of country-code spellings.
+    """Normalises contact number fields; remembers per instance the country-code and area-code
+    spellings it resolved and the exact inputs it refused.
 
     One instance per import (or per default region) is the intended use: `check` is the fast path.
+    Call lists repeat their bad numbers (a placeholder such as "n/a", a short number copied down a
+    column): phonenumbers refuses each distinct one once, later rows with exactly the same fields
+    get the same reason from memory (at most `refused_cache_size` inputs, forgotten all at once
+    when full). Valid numbers are not remembered: exact repeats of one are rare and far apart in a
+    call list, and remembering every valid row measured slower than parsing the repeats again.
+
+    Not thread-safe: phonenumbers parses into one PhoneNumber the instance reuses (the `numobj`
+    argument of `phonenumbers.parse`), cleared before each parse; only strings leave `check`.
+    `normalise_number` keeps one instance per thread.
     """
 
-    __slots__ = ("_areas", "_countries", "default_region")
+    __slots__ = ("_areas", "_countries", "_refused", "_refused_size", "_scratch", "default_region")
 
-    def __init__(self, default_region: str | None = None) -> None:
+    def __init__(self, default_region: str | None = None, *, refused_cache_size: int = _REFUSED_CACHE_SIZE) -> None:
         self.default_region = _validate_region(default_region)
         # country-code spelling -> _Country or PhoneReason; "" is the default region
         self._countries: dict[str, _Country | PhoneReason] = {}
         self._areas: dict[str, str | PhoneReason] = {}  # area-code spelling -> digits or reason
         self._countries[""] = _Country(self.default_region, "") if self.default_region else MISSING_COUNTRY_CODE
+        # (country_code, mobile, area_code, phone) exactly as given -> the reason it was refused
+        self._refused: dict[tuple[str | None, str | None, str | None, str | None], PhoneReason] = {}
+        self._refused_size = max(1, refused_cache_size)
+        self._scratch = phonenumbers.PhoneNumber()  # what phonenumbers.parse fills (see above)
 
     def _country(self, value: str | None) -> _Country | PhoneReason:
         found = self._countries.get(value or "")
@@ -237,26 +281,42 @@ class PhoneNormaliser:
         self, country_code: str | None, mobile: str | None, area_code: str | None = None, phone: str | None = None
     ) -> str | PhoneReason:
         """The E.164 string of the contact's number, or the reason it has none (the fast path)."""
-        number = mobile.strip() if mobile else ""
-        if not number:
-            return self._landline(country_code, area_code, phone)
-        if number[0] in _PLUS_CHARS:
-            region = None
+        key = (country_code, mobile, area_code, phone)
+        found = self._refused.get(key)
+        if found is not None:
+            return found
+        if mobile and mobile.isdigit():  # digits only, the usual case: nothing to strip, no '+', no separators
+            number = mobile
+            plain = True
+        else:
+            number = mobile.strip() if mobile else ""
+            if not number:
+                landline = self._landline(area_code, phone)
+                if isinstance(landline, PhoneReason):
+                    return self._refuse(key, landline)
+                number = landline
+            plain = number.isdigit()
+        if not plain and number[0] in _PLUS_CHARS:
+            region = None  # international: the country code field does not apply
         else:
             country = self._countries.get(country_code)  # type: ignore[arg-type]
             if country is None:
                 country = self._country(country_code)
             if country.__class__ is not _Country:
-                return country  # type: ignore[return-value]
+                return self._refuse(key, country)  # type: ignore[arg-type]
             region = country.region
             if region is None:  # a non-geographic calling code such as +800
                 number = country.prefix + number
+        if not plain and (" " in number or "-" in number):
+            number = _without_separators(number)
+        parsed = self._scratch
+        parsed.clear()  # back to what a new PhoneNumber() holds
         try:
-            parsed = _parse(number, region)
+            _parse(number, region, numobj=parsed)
         except NumberParseException as exc:
-            return _not_a_number_or_scientific(number, _from_exception(exc))
+            return self._refuse(key, _not_a_number_or_scientific(number, _from_exception(exc)))
         if parsed.extension:
-            return HAS_EXTENSION
+            return self._refuse(key, HAS_EXTENSION)
         code: int = parsed.country_code  # type: ignore[assignment]
         region = _SINGLE_REGION.get(code)
         if _is_valid_for_region(parsed, region) if region else _is_valid(parsed):
@@ -265,24 +325,30 @@ class PhoneNormaliser:
             if parsed.italian_leading_zero:
                 return _E164_PREFIX[code] + _nsn(parsed)
             return _E164_PREFIX[code] + str(parsed.national_number)
-        return _not_a_number_or_scientific(number, _explain_invalid(parsed))
+        return self._refuse(key, _not_a_number_or_scientific(number, _explain_invalid(parsed)))
 
-    def _landline(self, country_code: str | None, area_code: str | None, phone: str | None) -> str | PhoneReason:
+    def _refuse(self, key: tuple[str | None, str | None, str | None, str | None], reason: PhoneReason) -> PhoneReason:
+        refused = self._refused
+        if len(refused) >= self._refused_size:
+            refused.clear()  # bounded: many distinct bad numbers only cost the shortcut
+        refused[key] = reason
+        return reason
+
+    def _landline(self, area_code: str | None, phone: str | None) -> str | PhoneReason:
+        """The number to parse from the phone and area code fields, or why there is none."""
         number = phone.strip() if phone else ""
         if not number:
             return MISSING_NUMBER
-        if number[0] in _PLUS_CHARS:
-            return self.check(None, number)
-        if area_code:
-            digits = self._areas.get(area_code)
-            if digits is None:
-                digits = _clean_area(area_code)
-                if len(self._areas) < 4096:
-                    self._areas[area_code] = digits
-            if isinstance(digits, PhoneReason):
-                return digits
-            number = digits + number
-        return self.check(country_code, number)
+        if number[0] in _PLUS_CHARS or not area_code:
+            return number  # international (the area and country codes do not apply), or no area code
+        digits = self._areas.get(area_code)
+        if digits is None:
+            digits = _clean_area(area_code)
+            if len(self._areas) < 4096:
+                self._areas[area_code] = digits
+        if isinstance(digits, PhoneReason):
+            return digits
+        return digits + number
 
     def normalise(
         self,
@@ -298,9 +364,19 @@ class PhoneNormaliser:
         return PhoneResult(None, found.code, found.message)
 
 
-@lru_cache(maxsize=32)
+_PER_THREAD = threading.local()  # normalise_number's normalisers (a PhoneNormaliser is not thread-safe)
+
+
 def _normaliser(default_region: str | None) -> PhoneNormaliser:
-    return PhoneNormaliser(default_region)
+    normalisers: dict[str | None, PhoneNormaliser] | None = getattr(_PER_THREAD, "normalisers", None)
+    if normalisers is None:
+        normalisers = _PER_THREAD.normalisers = {}
+    found = normalisers.get(default_region)
+    if found is None:
+        if len(normalisers) >= 32:  # the region comes from callers: keep a few per thread
+            normalisers.clear()
+        found = normalisers[default_region] = PhoneNormaliser(default_region)
+    return found
 
 
 def normalise_number(
