@@ -3,12 +3,14 @@
 Figures (written to bench/results/imports.json):
 
 - ``plan_1m``: `Importer.plan` on a 1,000,000-row call list (bench.corpus.write_large_csv) in a fresh
-  process: DynamoDB and SQS are moto in process (mock_aws and the template's resources), the task is
-  an xswitch task stored with its provider task id, the provider is a real XSwitchProvider (the
+  process: DynamoDB and SQS are moto in server mode in the parent process (the template's
+  resources, reached over HTTP as a Lambda reaches AWS), so that the child's peak RSS
+  (bench.memory) is the planner's own, as a Lambda worker would hold it; the task is an xswitch
+  task stored with its provider task id, the provider is a real XSwitchProvider (the
   planner makes no HTTP call to it: counted), `send` collects the messages in a list, and the bucket
   keeps its objects as files in a temporary directory (the upload is read as an unseekable stream,
   as an S3 body is) so that moto's in-memory S3 does not count in the RSS. Wall seconds, rows/s,
-  chunks and ru_maxrss (target <= 256 MB). Whether rows == accepted + duplicate + invalid is known
+  chunks and peak RSS (target <= 256 MB). Whether rows == accepted + duplicate + invalid is known
   only once the chunks are worked, so this reports rowsRead and the planned outcomes read back from
   the chunk files and the chunk markers (the numbers reserved).
 - ``chunk_worker``: `Importer.work_chunk` on full chunks (`CHUNK_ROWS` rows) in a fresh process,
@@ -39,7 +41,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import statistics
@@ -55,6 +56,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.corpus import write_large_csv
+from bench.memory import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "outcall"
@@ -79,10 +81,6 @@ MOTO_NOTES = [
     " code measured; the machine was shared with other work (load averages are recorded).",
 ]
 FINAL = ("completed", "partial", "failed")
-
-
-def _peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _child_env() -> dict[str, str]:
@@ -110,15 +108,16 @@ def _run_child(kind: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
     return result
 
 
-def _moto_stack(provider_settings: dict[str, Any]) -> Any:
-    """Inside mock_aws: the template's tables, buckets and queues, and the functions' environment."""
+def _moto_stack(provider_settings: dict[str, Any], endpoint: str = "https://sqs.us-east-1.amazonaws.com") -> Any:
+    """The template's tables, buckets and queues (inside mock_aws, or on the moto server at
+    AWS_ENDPOINT_URL = `endpoint`), and the functions' environment."""
     import boto3
 
     from local.moto_atomic import make_dynamodb_writes_atomic
     from local.template import Stack
 
     make_dynamodb_writes_atomic()  # as the tests and the local stack do
-    stack = Stack(endpoint="https://sqs.us-east-1.amazonaws.com")
+    stack = Stack(endpoint=endpoint)
     stack.create_resources(boto3.Session(region_name="us-east-1"), {"ProviderSecret": json.dumps(provider_settings)})
     os.environ.update(stack.environment())
     return stack
@@ -230,72 +229,70 @@ def _file_bucket(root: Path) -> Any:
     return FileBucket()
 
 
-def _plan_child(directory: str, key: str, source: str) -> dict[str, Any]:
+def _plan_child(directory: str, key: str, source: str, endpoint: str) -> dict[str, Any]:
     """In a fresh process: put `source` where the job's key says under `directory`, plan it and
-    report time, RSS and what was planned."""
+    report time, RSS and what was planned. AWS is the moto server at `endpoint` (not in this process)."""
     os.environ.update(ENVIRONMENT)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    from moto import mock_aws
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
     from outcall.imports import CHUNK_ROWS, Importer, ImportMessage, chunk_key
     from outcall.providers import get_provider
     from outcall.store import Store
 
     settings = {"xswitch": {"baseUrl": "http://127.0.0.1:9", "login": "bench", "password": "bench"}}
-    with mock_aws():
-        _moto_stack(settings)
-        store = Store()
-        task = _store_task(store, provider_task_id="1")
-        import_id = _queued_job(store, task.task_id, key)
-        job = store.get_import(import_id)
-        assert job is not None and job.object_key
-        root = Path(directory)
-        (root / job.object_key).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, root / job.object_key)
-        bucket = _file_bucket(root)
-        http_calls: list[str] = []
+    _moto_stack(settings, endpoint)
+    store = Store()
+    task = _store_task(store, provider_task_id="1")
+    import_id = _queued_job(store, task.task_id, key)
+    job = store.get_import(import_id)
+    assert job is not None and job.object_key
+    root = Path(directory)
+    (root / job.object_key).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, root / job.object_key)
+    bucket = _file_bucket(root)
+    http_calls: list[str] = []
 
-        def providers(name: str) -> Any:
-            provider: Any = get_provider(name, settings)
-            request = provider.http.request
+    def providers(name: str) -> Any:
+        provider: Any = get_provider(name, settings)
+        request = provider.http.request
 
-            def counted(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
-                http_calls.append(f"{method} {path}")
-                return request(method, path, *args, **kwargs)
+        def counted(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            http_calls.append(f"{method} {path}")
+            return request(method, path, *args, **kwargs)
 
-            provider.http.request = counted
-            return provider
+        provider.http.request = counted
+        return provider
 
-        messages: list[ImportMessage] = []
-        importer = Importer(store, bucket, providers, messages.append)
-        rss_before = _peak_rss_mb()
-        started = time.perf_counter()
-        cpu = time.process_time()
-        importer.plan(import_id)
-        cpu = time.process_time() - cpu
-        seconds = time.perf_counter() - started
-        peak = _peak_rss_mb()
+    messages: list[ImportMessage] = []
+    importer = Importer(store, bucket, providers, messages.append)
+    rss_before = peak_rss_mb()
+    started = time.perf_counter()
+    cpu = time.process_time()
+    importer.plan(import_id)
+    cpu = time.process_time() - cpu
+    seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
 
-        job = store.get_import(import_id)
-        assert job is not None and job.chunks is not None
-        planned: Counter[str] = Counter()
-        reserved = 0
-        over_limit = 0
-        # after the peak was taken: the planner's number -> first row dict, rebuilt to weigh it
-        tracemalloc.start()
-        seen: dict[str, int] = {}
-        for n in range(job.chunks):
-            for line in bucket.read(chunk_key(import_id, n)).decode().splitlines()[1:]:
-                row, status, e164, *_ = json.loads(line)
-                planned[status] += 1
-                if status == "accepted":
-                    seen.setdefault(e164, row)
-            marker = store.get_chunk(import_id, n) or {}
-            reserved += int(marker.get("reserved", 0))
-            over_limit += 1 if marker.get("overLimit") else 0
-        seen_mb = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
-        tracemalloc.stop()
-        file_bytes = (root / (job.object_key or "")).stat().st_size
-        steps = Counter(m.step for m in messages)
+    job = store.get_import(import_id)
+    assert job is not None and job.chunks is not None
+    planned: Counter[str] = Counter()
+    reserved = 0
+    over_limit = 0
+    # after the peak was taken: the planner's number -> first row dict, rebuilt to weigh it
+    tracemalloc.start()
+    seen: dict[str, int] = {}
+    for n in range(job.chunks):
+        for line in bucket.read(chunk_key(import_id, n)).decode().splitlines()[1:]:
+            row, status, e164, *_ = json.loads(line)
+            planned[status] += 1
+            if status == "accepted":
+                seen.setdefault(e164, row)
+        marker = store.get_chunk(import_id, n) or {}
+        reserved += int(marker.get("reserved", 0))
+        over_limit += 1 if marker.get("overLimit") else 0
+    seen_mb = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
+    tracemalloc.stop()
+    file_bytes = (root / (job.object_key or "")).stat().st_size
+    steps = Counter(m.step for m in messages)
     rows = sum(planned.values())
     return {
         "rows_read": job.rows_read,
@@ -331,16 +328,16 @@ def _plan_child(directory: str, key: str, source: str) -> dict[str, Any]:
 
 
 def _handler_baseline_mb() -> float:
-    """ru_maxrss of a fresh process that has imported the contact_import handler and the xswitch
+    """Peak RSS of a fresh process that has imported the contact_import handler and the xswitch
     provider (what a Lambda worker holds before its first message), without moto."""
     code = (
-        "import resource, contact_import_handler, outcall.providers.xswitch, outcall.imports;"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "import contact_import_handler, outcall.providers.xswitch, outcall.imports;"
+        "from bench.memory import peak_rss_mb; print(peak_rss_mb())"
     )
     env = _child_env()
     env["PYTHONPATH"] += os.pathsep + str(ROOT / "functions" / "contact_import")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return round(int(done.stdout.strip().splitlines()[-1]) / 1024, 1)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def plan_1m(rows: int = 1_000_000) -> dict[str, Any]:
@@ -349,22 +346,29 @@ def plan_1m(rows: int = 1_000_000) -> dict[str, Any]:
         path = Path(tmp) / "source.csv"
         mix = write_large_csv(path, rows)
         load = os.getloadavg()[0]
-        # the child names the import; it finds the file by the job's key (<importId> filled in)
-        result = _run_child("plan", "--dir", tmp, "--key", key, "--source", str(path))
+        # moto runs here, as a server: the measured child holds only what a Lambda worker would
+        from moto.server import ThreadedMotoServer
+
+        port = _free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        try:
+            endpoint = f"http://127.0.0.1:{port}"
+            # the child names the import; it finds the file by the job's key (<importId> filled in)
+            result = _run_child("plan", "--dir", tmp, "--key", key, "--source", str(path), "--endpoint", endpoint)
+        finally:
+            server.stop()
     baseline = _handler_baseline_mb()
-    estimate = round(baseline + result["rss_growth_in_plan_mb"], 1)
     return {
         "rows": rows,
         "corpus_mix": mix,
         **result,
         "handler_baseline_rss_mb": baseline,
-        "estimated_lambda_peak_rss_mb": estimate,
-        "estimated_lambda_within_rss_target": estimate <= RSS_TARGET_MB,
         "load_average_1m_at_start": round(load, 2),
         "notes": [
-            "peak_rss_mb is the whole benchmark process: moto (DynamoDB, SQS in memory) and its imports"
-            " are in rss_before_plan_mb. estimated_lambda_peak_rss_mb = handler_baseline_rss_mb (a fresh"
-            " process with contact_import_handler imported, no moto) + rss_growth_in_plan_mb: an estimate.",
+            "peak_rss_mb is the peak RSS (VmHWM) of the process that planned (moto ran as a server in another"
+            " process): the planner's imports, boto3 clients, the seen-numbers dict and its buffers."
+            " handler_baseline_rss_mb is a fresh process with contact_import_handler imported, for reference.",
             "seen_numbers_dict_mb: the planner's dict of every accepted number -> its first row"
             " (calllists.process_rows `seen`), rebuilt after the run and weighed with tracemalloc; it is"
             " most of the growth and grows with the file.",
@@ -521,7 +525,7 @@ def _chunk_child(chunks: int) -> dict[str, Any]:
             "reasons": dict(sorted(job.reasons.items())),
         },
         "moto_put_item_p50_ms": round(statistics.median(puts) * 1000, 2),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "notes": [
             "seconds_in: wall time inside each store, bucket and provider call (the provider's add_contacts"
             " is HTTP to the xswitch simulator in this process). claim_contacts and set_contact_outcomes are"
@@ -803,12 +807,13 @@ def main() -> None:
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         assert args.out
         if args.child == "plan":
-            assert args.dir and args.key and args.source
-            figures = _plan_child(args.dir, args.key, args.source)
+            assert args.dir and args.key and args.source and args.endpoint
+            figures = _plan_child(args.dir, args.key, args.source, args.endpoint)
         else:
             figures = _chunk_child(args.chunks)
         Path(args.out).write_text(json.dumps(figures), encoding="utf-8")

@@ -12,7 +12,7 @@ Figures (written to bench/results/row_pipeline.json):
   disturb the figure less;
 - ``ratio_with_contacts``: the same with a `ContactSpec` (pydantic) built for every accepted row,
   which the handler does only for rows it sends on;
-- ``peak_rss_mb``: ru_maxrss of a fresh process streaming a 1,000,000-row CSV through the
+- ``peak_rss_mb``: peak RSS (bench.memory) of a fresh process streaming a 1,000,000-row CSV through the
   pipeline (target <= 256 MB), with its RSS after imports for reference.
 
     python -m bench.row_pipeline [--rows N] [--rss-rows N] [--repeats N]
@@ -26,7 +26,6 @@ import gc
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import phonenumbers
 from outcall.calllists import ImportCounts, open_call_list, process_rows
 
 from bench.corpus import write_large_csv
+from bench.memory import peak_rss_mb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "row_pipeline.json"
 _LAYER = Path(__file__).resolve().parent.parent / "layers" / "outcall"
@@ -96,14 +96,14 @@ def _time_pipeline(path: Path, default_region: str, contacts: bool = False) -> t
 
 def _rss_child(path: str, default_region: str) -> None:
     """Runs in a fresh process: stream `path` through the pipeline and print RSS figures."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mb()
     elapsed, counts = _time_pipeline(Path(path), default_region)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_mb()
     print(
         json.dumps(
             {
-                "rss_after_imports_mb": round(before / 1024, 1),
-                "peak_rss_mb": round(peak / 1024, 1),
+                "rss_after_imports_mb": before,
+                "peak_rss_mb": peak,
                 "seconds": round(elapsed, 2),
                 "rows": counts.rows,
                 "accepted": counts.accepted,
