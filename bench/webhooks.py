@@ -193,10 +193,11 @@ def cold_imports(repeats: int = 7) -> dict[str, Any]:
             " imports it and builds its X-Ray client at init, on top of these figures.",
             "powertools_http_resolver is the floor of the HTTP handlers (task_control, conference_dialing,"
             " webhook_intake, contact_import): boto3 + Logger + Metrics + APIGatewayHttpResolver"
-            "(enable_validation=True) + OpenAPI params. At about 1.5 times boto3 it leaves no room for"
-            " the handlers' own models and routes, so 1.5 is out of reach for them. authorizer_handler (no"
-            " resolver) has outcall_models as its floor, also about 1.5 times while outcall.models builds"
-            " every pydantic schema at import (defer_build would move that to first use).",
+            "(enable_validation=True) + OpenAPI params, about 1.5 times boto3 by itself: with the resolver"
+            " the project is built on (Powertools validation and OpenAPI), 1.5 is out of reach for them; what"
+            " each adds above the floor is its own code (routes, models, store, providers). outcall's"
+            " pydantic models build their schemas on first use (defer_build); contact_import imports the"
+            " batch and parser utilities only for the SQS and S3 events that need them.",
             "Bytecode is cached for every module here. On Lambda, what sam build puts in the layer and the"
             " functions (outcall's code, and its dependencies unpacked from wheels) has no .pyc and the file"
             " system is read-only, so a cold start also compiles each of those modules it imports unless"

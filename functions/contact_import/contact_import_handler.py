@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import S3Model
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import queues
 from outcall.api import configure
@@ -30,9 +27,12 @@ from outcall.providers import get_provider
 from outcall.providers.base import Provider
 from outcall.store import default_store
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 app = APIGatewayHttpResolver(enable_validation=True)
 configure(app)
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]
 
@@ -108,8 +108,15 @@ def get_import(import_id: Annotated[str, Path(alias="importId", min_length=1, ma
     return importer().get(import_id)
 
 
+# One function takes HTTP requests, S3 events and SQS batches; what only one of them needs is
+# imported when the first such event arrives, so the other two do not pay for it at a cold start.
+
+
 def on_upload(event: dict[str, Any]) -> dict[str, int]:
     """S3 ObjectCreated: register each object as an import job and queue it once."""
+    from aws_lambda_powertools.utilities.parser import parse
+    from aws_lambda_powertools.utilities.parser.models import S3Model
+
     s3_event = parse(event=event, model=S3Model)
     work = importer()
     queued = 0
@@ -137,6 +144,13 @@ def on_message(record: SQSRecord) -> None:
         work.finish(message.import_id)
 
 
+@cache
+def _processor() -> BatchProcessor:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -146,4 +160,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str
     records = event.get("Records") or [{}]
     if records[0].get("eventSource") == "aws:s3":
         return on_upload(event)
-    return process_partial_response(event=event, record_handler=on_message, processor=processor, context=context)
+    from aws_lambda_powertools.utilities.batch import process_partial_response
+
+    return process_partial_response(event=event, record_handler=on_message, processor=_processor(), context=context)

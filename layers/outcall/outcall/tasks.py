@@ -142,7 +142,7 @@ class ScheduleOutcome(Model):
 
 
 class _Options(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class AliyunOptions(_Options):
