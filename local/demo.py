@@ -17,6 +17,7 @@ API = f"http://127.0.0.1:{os.environ.get('OUTCALL_PORT', DEFAULT_GATEWAY_PORT)}"
 AWS = f"http://127.0.0.1:{os.environ.get('OUTCALL_AWS_PORT', DEFAULT_AWS_PORT)}"
 BUCKET = "outcall-call-lists-123456789012"
 FINAL = ("completed", "no-answer", "busy", "failed")
+POLL_WAIT_SECONDS = 150  # the result poller runs on rate(1 minute): up to two rounds
 
 
 def say(text: str) -> None:
@@ -107,16 +108,15 @@ def main() -> int:
         print(
             f"   {provider:<9} task {task}: {added.get('providerAdded')} contacts at the provider; " + "; ".join(steps)
         )
-    print("   (nxcloud and airudder push their results; xswitch and aliyun are polled every minute)")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        pushed = [
-            requests.get(f"{API}/tasks/{tasks[p]}/calls", headers=auth, timeout=10).json().get("items", [])
-            for p in ("nxcloud", "airudder")
-            if p in tasks
-        ]
-        if all(len([c for c in calls if c["status"] in FINAL]) >= len(numbers) for calls in pushed):
-            break
+    print("   (nxcloud and airudder push their results; xswitch and aliyun are polled every minute: waiting...)")
+    started = time.monotonic()
+    waiting = set(tasks)
+    while waiting and time.monotonic() - started < POLL_WAIT_SECONDS:
+        for provider in sorted(waiting):
+            calls = requests.get(f"{API}/tasks/{tasks[provider]}/calls", headers=auth, timeout=10).json()
+            if len([c for c in calls.get("items", []) if c["status"] in FINAL]) >= len(numbers):
+                waiting.discard(provider)
+                print(f"   {provider:<9} results in after {time.monotonic() - started:.0f} s")
         time.sleep(1)
     for provider, task in tasks.items():
         calls = requests.get(f"{API}/tasks/{task}/calls", headers=auth, timeout=10).json().get("items", [])
