@@ -110,6 +110,20 @@ def test_expired_token_is_refreshed_and_the_call_retried_once(sim, receiver):
     assert len(stops) == 2 and stops[0].headers["Authorization"] != stops[1].headers["Authorization"]
 
 
+def test_an_answer_that_is_not_json_is_an_error_naming_the_operation(sim, receiver):
+    p = make(sim, receiver)
+    sim.answer_next(Reply(200, raw=b"<html>gateway</html>"))
+    with pytest.raises(ProviderError) as err:
+        p.token()
+    assert "airudder auth answered HTTP 200 without a JSON object" in str(err.value)
+    assert module._TOKENS.get(p._cache_key) is None  # nothing cached from it
+    p.token()  # the next fetch gets one
+    sim.answer_next(Reply(200, raw=b"[1, 2]"))
+    with pytest.raises(ProviderError) as err:
+        p.stop_task("w1")
+    assert err.value.provider_code == 200 and "workflow/stop" in str(err.value)
+
+
 def test_token_refused_twice_gives_up(sim, receiver):
     p = make(sim, receiver)
     p.token()

@@ -102,6 +102,20 @@ def test_wrong_secret_and_wrong_user(sim):
     assert err.value.provider_code == 403
 
 
+def test_answers_that_are_not_json_or_are_http_errors_name_the_operation(sim):
+    p = make(sim)
+    sim.answer_next(Reply(200, raw=b"<html>maintenance</html>"))
+    with pytest.raises(ProviderError) as err:
+        p.token()
+    assert "quanshi token/create answered HTTP 200 without a JSON object" in str(err.value)
+    sim.answer_next(Reply(400, {"code": 10086, "msg": "bad request"}))
+    with pytest.raises(ProviderError) as err:
+        p.token()
+    assert err.value.provider_code == 10086 and "HTTP 400" in str(err.value)
+    assert p.token()  # nothing cached from the failures; the next fetch gets one
+    assert len(hits(sim, "token/create")) == 3
+
+
 def test_expired_token_is_refreshed_once(sim):
     p = make(sim)
     p.dial_now("7", [mobile(1)])

@@ -45,7 +45,7 @@ from outcall.errors import Conflict, NotSupported, ProviderError
 from outcall.models import CallEvent, ContactOutcome, ContactSpec, TaskLifecycleEvent
 from outcall.observability import logger
 from outcall.providers.base import Capabilities, Provider, ProviderLimits, TaskSpec
-from outcall.providers.http import ProviderSession, TokenCache
+from outcall.providers.http import ProviderSession, TokenCache, json_object
 
 TOKEN_TTL = 24 * 3600
 TOKEN_MARGIN = 300
@@ -86,13 +86,13 @@ class AirudderProvider(Provider):
         return (self.http.base_url, self.app_key)
 
     def token(self, *, refresh: bool = False) -> str:
-        cached = None if refresh else _TOKENS.get(self._cache_key)
-        if cached:
-            return cached
+        return _TOKENS.token(self._cache_key, self._new_token, refresh=refresh)
+
+    def _new_token(self) -> tuple[str, float]:
         response = self.http.request(
             "POST", "/service/cloud/auth", json={"APPKey": self.app_key, "APPSecret": self.app_secret}
         )
-        answer = self._json(response, "auth")
+        answer = json_object(response, self.key, "auth")
         token = (answer.get("data") or {}).get("token")
         if response.status_code != 200 or answer.get("code") != OK or not token:
             raise ProviderError(
@@ -100,33 +100,19 @@ class AirudderProvider(Provider):
                 provider=self.key,
                 provider_code=answer.get("code", response.status_code),
             )
-        ttl = float(self.settings.get("tokenTtlSeconds", TOKEN_TTL))
-        return _TOKENS.put(self._cache_key, str(token), ttl)
+        return str(token), float(self.settings.get("tokenTtlSeconds", TOKEN_TTL))
 
     def forget_token(self) -> None:
         _TOKENS.forget(self._cache_key)
 
     # ------------------------------------------------------------------ plumbing
-    def _json(self, response: Any, op: str) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise ProviderError(
-                f"airudder {op} answered HTTP {response.status_code} without a JSON object",
-                provider=self.key,
-                provider_code=response.status_code,
-            )
-        return data
-
     def call(self, op: str, payload: dict[str, Any], method: str = "POST") -> dict[str, Any]:
         """One authenticated call; refreshes the token and retries once on 10813 / HTTP 401."""
         for attempt in (1, 2):
             headers = {"Authorization": f"Token {self.token(refresh=attempt == 2)}", "User-Agent": "outcall"}
             kwargs: dict[str, Any] = {"params": payload} if method == "GET" else {"json": payload}
             response = self.http.request(method, f"/service/cloud/{op}", headers=headers, **kwargs)
-            answer = self._json(response, op)
+            answer = json_object(response, self.key, op)
             code = answer.get("code")
             if (code == TOKEN_EXPIRED or response.status_code == 401) and attempt == 1:
                 logger.info("airudder token refused; refreshing", extra={"op": op})

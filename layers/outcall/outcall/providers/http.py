@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -62,6 +62,15 @@ class TokenCache:
             self._tokens[key] = (token, time.time() + max(ttl - self.margin, ttl / 2))
         return token
 
+    def token(self, key: tuple[str, ...], fetch: Callable[[], tuple[str, float]], *, refresh: bool = False) -> str:
+        """The cached token for `key`, or a new one from `fetch` (token, lifetime in seconds),
+        kept until shortly before it expires. `refresh` asks for a new one whatever is cached."""
+        cached = None if refresh else self.get(key)
+        if cached:
+            return cached
+        token, ttl = fetch()
+        return self.put(key, token, ttl)
+
     def forget(self, key: tuple[str, ...]) -> None:
         with self._lock:
             self._tokens.pop(key, None)
@@ -69,6 +78,23 @@ class TokenCache:
     def clear(self) -> None:
         with self._lock:
             self._tokens.clear()
+
+
+def json_object(response: requests.Response, provider: str, op: str) -> dict[str, Any]:
+    """The JSON object a provider answered to `op`; a ProviderError naming the operation and the
+    HTTP status (the start of the body in its details) when the body is anything else."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ProviderError(
+            f"{provider} {op} answered HTTP {response.status_code} without a JSON object",
+            provider=provider,
+            provider_code=response.status_code,
+            details={"body": mask_text(response.text[:300])},
+        )
+    return data
 
 
 class ProviderSession:

@@ -38,9 +38,9 @@ from typing import Any
 
 from outcall.errors import NotFound, ProviderError
 from outcall.models import Callee, CallEvent, DialOutcome, TaskLifecycleEvent
-from outcall.observability import logger
+from outcall.observability import logger, mask_text
 from outcall.providers.base import Capabilities, Provider, ProviderLimits
-from outcall.providers.http import ProviderSession, TokenCache
+from outcall.providers.http import ProviderSession, TokenCache, json_object
 
 Checksum = Callable[[str, str, str], str]  # (appSecret, nonce, curTime) -> CheckSum
 
@@ -119,9 +119,9 @@ class QuanshiProvider(Provider):
         }
 
     def token(self, *, refresh: bool = False) -> str:
-        cached = None if refresh else _TOKENS.get(self._cache_key)
-        if cached:
-            return cached
+        return _TOKENS.token(self._cache_key, self._new_token, refresh=refresh)
+
+    def _new_token(self) -> tuple[str, float]:
         response = self.http.request(
             "POST", "/eventopenapi/token/create", json={"userId": self.user_id}, headers=self.auth_headers()
         )
@@ -133,26 +133,21 @@ class QuanshiProvider(Provider):
                 provider=self.key,
                 provider_code=answer.get("code", response.status_code),
             )
-        ttl = float(self.settings.get("tokenTtlSeconds", TOKEN_TTL))
-        return _TOKENS.put(self._cache_key, str(token), ttl)
+        return str(token), float(self.settings.get("tokenTtlSeconds", TOKEN_TTL))
 
     def forget_token(self) -> None:
         _TOKENS.forget(self._cache_key)
 
     # ------------------------------------------------------------------ plumbing
     def _json(self, response: Any, op: str) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if response.status_code >= 400 or not isinstance(data, dict):
+        """The answer's JSON object; an HTTP error status is an error even with one (its code kept)."""
+        data = json_object(response, self.key, op)
+        if response.status_code >= 400:
             raise ProviderError(
                 f"quanshi {op} answered HTTP {response.status_code}",
                 provider=self.key,
-                provider_code=(data or {}).get("code", response.status_code)
-                if isinstance(data, dict)
-                else response.status_code,
-                details={"body": response.text[:300]},
+                provider_code=data.get("code", response.status_code),
+                details={"body": mask_text(response.text[:300])},
             )
         return data
 
