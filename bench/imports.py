@@ -54,7 +54,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+from unittest import mock
 
+from bench import ENVIRONMENT
 from bench.corpus import write_large_csv
 from bench.memory import peak_rss_mb
 
@@ -63,14 +65,7 @@ LAYER = ROOT / "layers" / "outcall"
 RESULTS = ROOT / "bench" / "results" / "imports.json"
 LAMBDA_TIMEOUT_S = 900
 RSS_TARGET_MB = 256
-ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
+PLAN_PROVIDER_SETTINGS = {"xswitch": {"baseUrl": "http://127.0.0.1:9", "login": "bench", "password": "bench"}}
 DEV_TOKEN = "oc_bench_token_0123456789abcdef"
 MOTO_NOTES = [
     "moto's transact_write_items deep-copies every table it touches, once per item of the transaction,"
@@ -109,8 +104,8 @@ def _run_child(kind: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
 
 
 def _moto_stack(provider_settings: dict[str, Any], endpoint: str = "https://sqs.us-east-1.amazonaws.com") -> Any:
-    """The template's tables, buckets and queues (inside mock_aws, or on the moto server at
-    AWS_ENDPOINT_URL = `endpoint`), and the functions' environment."""
+    """In the process moto runs in (mock_aws, or a moto server at `endpoint`): the template's
+    tables, buckets and queues, and the functions' environment."""
     import boto3
 
     from local.moto_atomic import make_dynamodb_writes_atomic
@@ -238,8 +233,10 @@ def _plan_child(directory: str, key: str, source: str, endpoint: str) -> dict[st
     from outcall.providers import get_provider
     from outcall.store import Store
 
-    settings = {"xswitch": {"baseUrl": "http://127.0.0.1:9", "login": "bench", "password": "bench"}}
-    _moto_stack(settings, endpoint)
+    from local.template import Stack
+
+    os.environ.update(Stack(endpoint=endpoint).environment())  # the resources: made by the parent
+    settings = PLAN_PROVIDER_SETTINGS
     store = Store()
     task = _store_task(store, provider_task_id="1")
     import_id = _queued_job(store, task.task_id, key)
@@ -354,6 +351,9 @@ def plan_1m(rows: int = 1_000_000) -> dict[str, Any]:
         server.start()
         try:
             endpoint = f"http://127.0.0.1:{port}"
+            # made here, where moto runs; patch.dict puts os.environ back as it was afterwards
+            with mock.patch.dict(os.environ, {**ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint}):
+                _moto_stack(PLAN_PROVIDER_SETTINGS, endpoint)
             # the child names the import; it finds the file by the job's key (<importId> filled in)
             result = _run_child("plan", "--dir", tmp, "--key", key, "--source", str(path), "--endpoint", endpoint)
         finally:

@@ -29,6 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench import ENVIRONMENT
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "webhooks.json"
 HANDLERS = {
@@ -39,14 +41,6 @@ HANDLERS = {
     "webhook_intake": "webhook_intake_handler",
 }
 SECRET = "bench-webhook-secret"
-ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
 # What every HTTP handler imports whatever its own code: boto3, Powertools' Logger and Metrics,
 # the HTTP resolver with validation (OpenAPI params, pydantic).
 HTTP_FLOOR = """
