@@ -16,7 +16,7 @@ from local.stack import DEFAULT_AWS_PORT, DEFAULT_GATEWAY_PORT, STATE_DIR
 API = f"http://127.0.0.1:{os.environ.get('OUTCALL_PORT', DEFAULT_GATEWAY_PORT)}"
 AWS = f"http://127.0.0.1:{os.environ.get('OUTCALL_AWS_PORT', DEFAULT_AWS_PORT)}"
 BUCKET = "outcall-call-lists-123456789012"
-FINAL = ("completed", "no-answer", "busy", "failed")
+FINAL = ("completed", "no-answer", "busy", "rejected", "failed", "canceled")
 POLL_WAIT_SECONDS = 150  # the result poller runs on rate(1 minute): up to two rounds
 
 

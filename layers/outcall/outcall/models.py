@@ -14,8 +14,13 @@ ProviderKey = Literal["quanshi", "xswitch", "aliyun", "nxcloud", "airudder"]
 PROVIDER_KEYS: tuple[str, ...] = ("quanshi", "xswitch", "aliyun", "nxcloud", "airudder")
 TaskType = Literal["auto", "predictive", "robot"]
 TaskStatus = Literal["ready", "running", "paused", "stopped", "completed", "failed"]
-CallStatus = Literal["queued", "ringing", "answered", "no-answer", "busy", "failed", "completed"]
-FINAL_CALL_STATUSES: frozenset[str] = frozenset({"no-answer", "busy", "failed", "completed"})
+# One outcome vocabulary for every provider. `answered` is a call in progress; a call ends as one of
+# the final statuses: `completed` (it was answered), `no-answer`, `busy`, `rejected` (the callee or
+# the network refused it), `failed` (it could not be placed), `canceled` (withdrawn before it was placed).
+CallStatus = Literal[
+    "queued", "ringing", "answered", "no-answer", "busy", "rejected", "failed", "canceled", "completed"
+]
+FINAL_CALL_STATUSES: frozenset[str] = frozenset({"no-answer", "busy", "rejected", "failed", "canceled", "completed"})
 ContactOutcomeKind = Literal["accepted", "duplicate", "invalid"]
 ImportStatus = Literal["waiting", "queued", "running", "completed", "partial", "failed"]
 
