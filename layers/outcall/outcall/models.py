@@ -111,15 +111,23 @@ class ContactSpec(Model):
     company: str | None = None
     external_id: str | None = None
     variables: dict[str, str] = Field(default_factory=dict)
+    release_key: str | None = Field(
+        default=None,
+        description="unique per contact and attempt (set by the dispatcher): providers that take a client-side id "
+        "per number (nxcloud orderID, airudder case_id) send it, so a batch sent again is recognised",
+    )
+    attempt: int = 1
 
 
 class ContactOutcome(Model):
-    """A provider's per-contact answer to an add-contacts call."""
+    """A provider's per-contact answer to an add-contacts call. `already_held`: the provider refused it
+    because it already holds this very release (same release key): it has the contact, so it counts as added."""
 
     e164: str
     accepted: bool
     reason: str | None = None
     provider_ref: str | None = None
+    already_held: bool = False
 
 
 ContactProviderStatus = Literal["pending", "added", "rejected", "failed"]

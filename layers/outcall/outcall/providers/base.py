@@ -133,6 +133,12 @@ class Provider(ABC):
             outcomes.extend(self.add_contacts(provider_task_id, batch))
         return outcomes
 
+    def cancel_contacts(self, provider_task_id: str, refs: Sequence[str]) -> list[str]:
+        """Withdraw released contacts the provider has not dialled yet (pause, stop, a number put on a
+        do-not-call list). `refs` are the `provider_ref`s add_contacts answered (the E.164 number where it
+        answered none). Returns the refs withdrawn; one already dialled or unknown is left out."""
+        raise self._unsupported("cancel contacts")
+
     # ---- conferences
     def dial_now(
         self, conference_ref: str, callees: Sequence[Callee], before_minutes: int | None = None
