@@ -211,7 +211,7 @@ def test_a_paused_task_releases_nothing_and_withdraws_what_the_provider_holds(st
 def test_concurrent_dispatchers_release_each_contact_once(store: Store) -> None:
     provider, clock = RecordingProvider(), Clock()
     task = make_task(store, provider, 60, hopperLevel=60)
-    svc, dispatcher = service(store, provider, clock)
+    _svc, dispatcher = service(store, provider, clock)
     store.finish_task(task.task_id, store.get_task(task.task_id).version, {"status": "running"})  # type: ignore[union-attr]
     outcomes: list[Any] = []
     threads = [threading.Thread(target=lambda: outcomes.append(dispatcher.run(task.task_id))) for _ in range(4)]
@@ -254,7 +254,7 @@ def test_a_release_whose_answer_was_lost_is_sent_again_with_the_same_key(store: 
 def test_a_crash_between_the_provider_call_and_the_write_loses_and_duplicates_nothing(store: Store) -> None:
     provider, clock = RecordingProvider(), Clock()
     task = make_task(store, provider, 10, hopperLevel=10)
-    svc, dispatcher = service(store, provider, clock)
+    _svc, dispatcher = service(store, provider, clock)
     store.finish_task(task.task_id, store.get_task(task.task_id).version, {"status": "running"})  # type: ignore[union-attr]
 
     def crash(*args: Any, **kwargs: Any) -> int:
@@ -311,7 +311,7 @@ def test_contacts_the_provider_rejects_are_skipped_with_its_reason(store: Store)
 
     provider, clock = Picky(), Clock()
     task = make_task(store, provider, 3, hopperLevel=3)
-    svc, dispatcher = service(store, provider, clock)
+    svc, _dispatcher = service(store, provider, clock)
     svc.transition(task.task_id, "start")
     contact = store.get_contact(task.task_id, numbers(3)[0])
     assert contact is not None and contact["state"] == "skipped"
@@ -395,7 +395,7 @@ def test_the_account_cap_holds_across_tasks(store: Store) -> None:
     provider, clock = RecordingProvider({"maxInFlight": 15}), Clock()
     first = make_task(store, provider, 20, hopperLevel=20)
     second = make_task(store, provider, 20, hopperLevel=20)
-    svc, dispatcher = service(store, provider, clock)
+    svc, _dispatcher = service(store, provider, clock)
     svc.transition(first.task_id, "start")
     svc.transition(second.task_id, "start")
     assert len(provider.held) == 15

@@ -70,7 +70,7 @@ from outcall.contacts import (
     task_refusal,
 )
 from outcall.errors import Conflict, NotFound, Unprocessable
-from outcall.models import CallListFile, Contact, ImportJob, InputModel, Model, Task
+from outcall.models import CallListFile, Contact, ContactState, ImportJob, InputModel, Model, Task
 from outcall.observability import logger, metrics
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
@@ -418,11 +418,15 @@ class Importer:
         return job
 
     def _export_contacts(self, job: ImportJob, source_task_id: str) -> ImportJob:
-        """Write the source task's contacts (those its provider has) as a call list under work/:
-        mobile (E.164), name, company, externalId and one column per variable. Run again after a
-        crash, it writes the same file."""
+        """Write the source task's contacts (all but those skipped: the provider refused them) as a call
+        list under work/: mobile (E.164), name, company, externalId and one column per variable. Run
+        again after a crash, it writes the same file."""
+
+        def clonable() -> Iterator[dict[str, Any]]:
+            return (c for c in self.store.iter_contacts(source_task_id) if c.get("state") != ContactState.SKIPPED)
+
         variables: dict[str, None] = {}
-        for contact in self.store.iter_contacts(source_task_id, status="added"):
+        for contact in clonable():
             variables.update(dict.fromkeys(contact.get("variables") or {}))
         header = ["mobile", "name", "company", "externalId", *variables]
 
@@ -430,7 +434,7 @@ class Importer:
             text = io.StringIO()
             writer = csv.writer(text, lineterminator="\r\n")
             writer.writerow(header)
-            for contact in self.store.iter_contacts(source_task_id, status="added"):
+            for contact in clonable():
                 values = contact.get("variables") or {}
                 writer.writerow(
                     [contact["e164"], contact.get("name"), contact.get("company"), contact.get("externalId")]
