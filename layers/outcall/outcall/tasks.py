@@ -107,8 +107,23 @@ class TaskCounts(Model):
     )
 
 
+class HopperView(Model):
+    """The dialing engine for this task: what waits, what the provider holds, what ended."""
+
+    queued: int = Field(0, description="contacts waiting to be released (due now or later)")
+    released: int = Field(0, description="contacts at the provider whose call has not ended")
+    done: dict[str, int] = Field(default_factory=dict, description="contacts done, by the outcome of their last call")
+    skipped: int = Field(0, description="contacts never released (the provider refused them)")
+    hopper_level: int = Field(description="at most this many released and not finished")
+    release_mode: str
+    next_release_at: datetime | None = Field(
+        None, description="when the next queued contact is due (null: nothing queued)"
+    )
+
+
 class TaskDetail(Task):
     counts: TaskCounts = Field(default_factory=TaskCounts)
+    hopper: HopperView | None = None
 
 
 class TaskPage(Model):
@@ -267,7 +282,20 @@ class TaskService:
         if found is None:
             raise NotFound(f"no task {task_id!r}")
         task, counts = found
-        return TaskDetail.model_validate({**dict(task), "counts": TaskCounts.model_validate(counts)})
+        from outcall.dispatch import hopper_level
+
+        contacts = counts.get("contacts", {})
+        due = self.store.next_due(task_id)
+        hopper = HopperView(
+            queued=max(0, int(contacts.get("queued", 0))),
+            released=self.store.count_inflight(task.provider, task_id),
+            done={k: int(v) for k, v in counts.get("outcomes", {}).items() if int(v) > 0},
+            skipped=int(contacts.get("skipped", 0)),
+            hopper_level=hopper_level(task),
+            release_mode=task.settings.release_mode,
+            next_release_at=datetime.fromisoformat(due) if due else None,
+        )
+        return TaskDetail.model_validate({**dict(task), "counts": TaskCounts.model_validate(counts), "hopper": hopper})
 
     def list(
         self,
