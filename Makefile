@@ -48,7 +48,7 @@ deploy: build
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/sam deploy --config-file samconfig.toml --config-env $${ENV:-default}
 
 tokens: $(STAMP)  ## e.g. make tokens ARGS="create --name ci"
-	$(BIN)/python -m outcall.tokens $(ARGS)
+	PYTHONPATH=layers/outcall $(BIN)/python -m outcall.tokens $(ARGS)
 
 redrive: $(STAMP)  ## move a DLQ's messages back to its queue: make redrive QUEUE=results (or imports)
 	PYTHONPATH=layers/outcall $(BIN)/python -m outcall.redrive $${QUEUE:-results} $(ARGS)
