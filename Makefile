@@ -30,7 +30,7 @@ test: $(STAMP)  ## every test, slow suites and template checks included
 test-fast: $(STAMP)  ## the quick loop: skips suites marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy: what CI and the pre-commit hooks run
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
