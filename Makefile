@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run demo test test-fast lint bench build validate deploy tokens redrive clean
+.PHONY: run demo test test-fast lint lock bench build validate deploy tokens redrive clean
 
 $(STAMP): requirements.txt requirements-dev.txt layers/outcall/requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is needed"; exit 1; }
@@ -34,6 +34,9 @@ lint: $(STAMP)  ## ruff check, ruff format --check, mypy: what CI and the pre-co
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+lock: $(STAMP)  ## re-pin the layer: layers/outcall/requirements.lock from its requirements.txt and the dev pins
+	$(BIN)/python layers/outcall/lock.py
 
 bench: $(STAMP)  ## benchmarks; results are written to bench/results/
 	PYTHONPATH=layers/outcall $(BIN)/python -m bench
