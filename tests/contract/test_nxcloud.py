@@ -295,6 +295,9 @@ def test_a_batch_sent_again_is_already_held_not_rejected(sim, receiver):
     assert retry[0].accepted and not retry[0].already_held and len(sim.tasks[tid]["orders"]) == 4
     bad = p.add_contacts(tid, [ContactSpec(e164="+12", release_key="rk-bad")])
     assert not bad[0].accepted and bad[0].reason.startswith("invalid")
+    # another number under an order id the task holds is not that release: a plain rejection
+    clash = p.add_contacts(tid, [ContactSpec(e164="+8613900000000", release_key="rk-400-1")])
+    assert not clash[0].accepted and not clash[0].already_held and clash[0].reason.startswith("duplicate")
 
 
 def test_round_redial_rounds_are_attempts_and_reconciliation_finds_them(sim, receiver):

@@ -36,23 +36,30 @@ def nx_task() -> dict[str, Any]:
 
 
 def nx_call(provider_task_id: str, call_id: str, code: int = 1, phone: str = "8613800138000") -> dict[str, Any]:
+    """A call callback as Callbot-API-callCallback documents it (code 1 answered, 3 busy, else no answer)."""
     now = int(time.time())
+    cause = {1: ("NORMAL_CLEARING", "200"), 3: ("USER_BUSY", "486")}.get(code, ("NO_ANSWER", "480"))
     return {
+        "callbackType": 1,
         "orderID": f"ord-{call_id}",
         "userPhone": phone,
+        "userName": "",
+        "sceneID": "scene-local",
         "userTaskID": provider_task_id,
         "taskID": "t1",
+        "finish": True,
+        "other": "",
         "callInfoDetail": {
             "callID": call_id,
-            "callStatus": code,
+            "callStatus": 1 if code == 1 else 2,
             "callStartTs": now,
             "callAnswerTs": now + 2 if code == 1 else 0,
             "callEndTs": now + 30,
             "callDuration": 28 if code == 1 else 0,
-            "callTimes": 1,
-            "hangupCause": "NORMAL_CLEARING",
-            "intents": [{"intentName": "A"}] if code == 1 else [],
-            "recordUrl": f"https://rec.example/{call_id}.mp3" if code == 1 else None,
+            "callAudioUrl": f"https://rec.example/{call_id}.mp3" if code == 1 else "",
+            "hangupCause": cause[0],
+            "termSipCode": cause[1],
+            "intents": [{"intentID": "i1", "intentTag": "A", "intentName": "A", "intentLevel": 1}] if code == 1 else [],
         },
     }
 
@@ -102,7 +109,8 @@ def test_signed_push_becomes_a_call_record_of_its_task_with_counts(sims: Any) ->
     assert record["providerCallId"] == "call-a" and record["status"] == "completed"
     assert record["phone"] == "+8613800138000" and record["durationSeconds"] == 28
     assert record["intents"] == ["A"] and record["recordingUrl"] == "https://rec.example/call-a.mp3"
-    assert record["hangupCause"] == "NORMAL_CLEARING" and record["raw"]["orderID"] == "ord-call-a"
+    assert record["hangupCause"] == "normal-clearing" and record["raw"]["orderID"] == "ord-call-a"
+    assert record["raw"]["callInfoDetail"]["hangupCause"] == "NORMAL_CLEARING"  # the raw value is kept
     assert counts(task["taskId"]) == {"completed": 1}
     kept = items("PUSH#")
     assert len(kept) == 1 and kept[0].get("processedAt")
@@ -111,7 +119,7 @@ def test_signed_push_becomes_a_call_record_of_its_task_with_counts(sims: Any) ->
 def test_call_and_order_push_of_one_call_are_one_record_counted_once(sims: Any) -> None:
     task = nx_task()
     call = nx_call(task["providerTaskId"], "call-b", code=3)
-    order = {**call, "orderStatus": 3, "callTimes": 1, "orderEndTs": int(time.time())}
+    order = {**call, "callbackType": "1"}  # Callbot-API-orderCallback: the order's last call
     for kind, payload in (("call", call), ("order", order)):
         body, headers = nx_push(sims, payload)
         assert http("POST", f"/webhooks/nxcloud/{kind}", body, headers=headers).status == 200
@@ -248,6 +256,7 @@ def test_poller_with_provider_faults_has_no_gap_and_no_duplicate(sims: Any) -> N
     put_provider_secret(entries)
     task = nx_task()
     ptask = task["providerTaskId"]
+    sim.tasks[ptask]["status"] = 2  # running: the reconciliation reads the calls of tasks that ran
     sim.calls.extend(_sim_call(ptask, n) for n in range(5))
 
     first = poll()

@@ -432,9 +432,10 @@ class NxcloudProvider(Provider):
         outcomes = []
         for c, order_id in orders:
             msg = errors.get(c.e164.lstrip("+"))
-            if msg is None and (not unexplained or order_id in held):
+            mine = held.get(order_id) == c.e164.lstrip("+")  # this very release: same order, same number
+            if msg is None and (not unexplained or mine):
                 outcomes.append(ContactOutcome(e164=c.e164, accepted=True, provider_ref=order_id))
-            elif order_id in held:
+            elif mine:
                 outcomes.append(
                     ContactOutcome(
                         e164=c.e164, accepted=True, already_held=True, provider_ref=order_id, reason=msg or None
@@ -469,10 +470,12 @@ class NxcloudProvider(Provider):
             rows.extend(r for r in answer.get("orderDetailList") or [] if isinstance(r, dict))
         return rows
 
-    def held_orders(self, provider_task_id: str, order_ids: Sequence[str]) -> set[str]:
+    def held_orders(self, provider_task_id: str, order_ids: Sequence[str]) -> dict[str, str]:
+        """orderID -> userPhone of the given orders the task holds (listOrderDetail)."""
         if not order_ids:
-            return set()
-        return {str(r.get("orderID")) for r in self.order_details(provider_task_id, order_ids)}
+            return {}
+        rows = self.order_details(provider_task_id, order_ids)
+        return {str(r.get("orderID")): str(r.get("userPhone", "")).lstrip("+") for r in rows}
 
     def cancel_contacts(self, provider_task_id: str, refs: Sequence[str]) -> list[str]:
         """Callbot-API-stopOrder: userTaskID, orderIDs[], delCall; answers totalCount, successCount,
