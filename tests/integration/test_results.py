@@ -351,3 +351,37 @@ def test_calls_stay_after_the_task_is_deleted(seven_calls: dict[str, Any]) -> No
     tid = seven_calls["taskId"]
     assert task_call("DELETE", f"/tasks/{tid}").status == 204
     assert len(http("GET", f"/tasks/{tid}/calls").json["items"]) == 7
+
+
+def test_airudder_calls_whose_push_never_arrived_are_reconciled_per_task_once(sims: Any) -> None:
+    """AIRUDDER has no account-wide call list: the poller reads workflow/taskdetail of each running
+    airudder task from that task's own cursor; the pushes that never came become records, once."""
+    import requests
+
+    sim = sims["airudder"]
+    sim.webhook_url = None  # every push is lost
+    sim.dialing.answer_rate, sim.dialing.ring_seconds = 1.0, 0.01
+    created = task_call("POST", "/tasks", {"name": "reconcile", "provider": "airudder", "type": "robot"})
+    assert created.status == 201, created.json
+    task = created.json
+    assert task_call("POST", f"/tasks/{task['taskId']}/start").status == 200
+    auth = requests.post(
+        f"{sim.url}/service/cloud/auth", json={"APPKey": sim.settings["appKey"], "APPSecret": sim.settings["appSecret"]}
+    ).json()["data"]["token"]
+    details = [{"case_id": f"rk-{n}", "callee": f"+6391700000{n:02d}"} for n in range(3)]
+    requests.post(
+        f"{sim.url}/service/cloud/workflow/uploaddetails",
+        json={"workflow_id": task["providerTaskId"], "details": details},
+        headers={"Authorization": f"Token {auth}"},
+        timeout=5,
+    )
+    deadline = time.monotonic() + 5
+    while len(sim.rows) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first = poll()
+    mine = first[f"airudder#{task['taskId']}"]
+    assert mine["events"] == 3 and mine.get("error") is None
+    assert sorted(r["providerContactRef"] for r in records()) == ["rk-0", "rk-1", "rk-2"]
+    assert counts(task["taskId"]) == {"completed": 3}
+    poll()  # the last page is read again: nothing is recorded twice
+    assert len(records()) == 3 and counts(task["taskId"]) == {"completed": 3}
