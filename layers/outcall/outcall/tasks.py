@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from outcall.errors import Conflict, NotFound, NotSupported, ProviderError, Unprocessable
 from outcall.models import (
@@ -176,15 +176,90 @@ class XSwitchOptions(_Options):
     max_caps: int | None = Field(None, ge=1, le=1000, description="calls started per second")
 
 
-class NxcloudOptions(_Options):
-    concurrency: int | None = Field(None, ge=1, le=1000)
-    ring_timeout: int | None = Field(None, ge=5, le=120, validation_alias=AliasChoices("ringTimeout"))
+_OWNED = "is set by outcall (its callback URLs, ids and the task's own settings) and cannot be given"
 
 
-PROVIDER_OPTIONS: dict[str, type[_Options]] = {
+def _owned(value: Any) -> Any:
+    raise ValueError(_OWNED)
+
+
+class _Strict(BaseModel):
+    """providerOptions of a provider whose documented fields are all known: an unknown one is a 422."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class NxcloudTaskCreateSetting(_Strict):
+    """Callbot-API-createTask `taskCreateSetting` (taskName, maxCall, maxRingTime, zoneSecond and the
+    dialAt* window come from the task's name and settings; they may be given here to override)."""
+
+    strategyName: str | None = None
+    startupType: int | None = Field(None, ge=0)
+    startupAt: int | None = Field(None, ge=0, description="epoch seconds")
+    zoneSecond: int | None = Field(None, ge=-12 * 3600, le=14 * 3600)
+    dialAtWeekDay: str | None = None
+    dialAtUpHour: str | None = None
+    dialAtDownHour: str | None = None
+    maxCall: int | None = Field(None, ge=1, le=1000)
+    maxRingTime: int | None = Field(None, ge=5, le=120)
+    routeID: str | None = None
+    manualCallSetting: dict[str, Any] | None = None
+    taskName: Any = None
+    taskCallbackUrl: Any = None
+
+    _no_owned = field_validator("taskName", "taskCallbackUrl")(_owned)
+
+
+class NxcloudFuncFlag(_Strict):
+    """Callbot-API-createTask `funcFlag`. roundRedial (NXCLOUD's own redial rounds) is off unless
+    turned on here: outcall releases every retry itself."""
+
+    taskKeep: bool | None = None
+    roundRedial: bool | None = None
+    wholeTTS: bool | None = None
+    smsEnable: bool | None = None
+    smsFuncFlag: list[dict[str, Any]] | None = None
+    phoneEncrypt: bool | None = None
+
+
+class NxcloudOptions(_Strict):
+    """NXCLOUD createTask fields (Callbot-API-createTask), by their documented names."""
+
+    sceneID: str | None = Field(None, min_length=1, description="the script template; required unless configured")
+    taskCreateSetting: NxcloudTaskCreateSetting | None = None
+    funcFlag: NxcloudFuncFlag | None = None
+    other: str | None = None
+    productID: Any = None
+    userTaskID: Any = None
+    taskCallbackUrl: Any = None
+    orderCallbackUrl: Any = None
+    callCallbackUrl: Any = None
+
+    _no_owned = field_validator("productID", "userTaskID", "taskCallbackUrl", "orderCallbackUrl", "callCallbackUrl")(
+        _owned
+    )
+
+
+class AirudderOptions(_Strict):
+    """AIRUDDER workflow/createinstance fields (apifox api-45238811), by their documented names; `name`
+    and `end_time` come from the task's name and autoStopAt."""
+
+    workflow_template_id: int | None = Field(None, ge=1, description="the workflow template (an integer)")
+    workflow_template_name: str | None = None
+    auto_finish: int | None = Field(None, ge=0)
+    name: Any = None
+    end_time: Any = None
+    workflow_id: Any = None
+    case_id: Any = None
+
+    _no_owned = field_validator("name", "end_time", "workflow_id", "case_id")(_owned)
+
+
+PROVIDER_OPTIONS: dict[str, type[BaseModel]] = {
     "aliyun": AliyunOptions,
     "xswitch": XSwitchOptions,
     "nxcloud": NxcloudOptions,
+    "airudder": AirudderOptions,
 }
 
 
