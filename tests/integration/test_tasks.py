@@ -260,12 +260,14 @@ def test_illegal_transition_is_409_and_changes_nothing(sims: Any, start: str, ac
     assert len(sims["nxcloud"].journal) == before
 
 
-def test_pause_on_xswitch_is_422_not_supported(sims: Any) -> None:
+def test_pause_on_xswitch_is_its_documented_stop_and_start_resumes(sims: Any) -> None:
     task = create("xswitch")
     call("POST", f"/tasks/{task['taskId']}/start")
     answer = call("POST", f"/tasks/{task['taskId']}/pause")
-    assert answer.status == 422 and answer.json["code"] == "NotSupported"
-    assert call("GET", f"/tasks/{task['taskId']}").json["status"] == "running"
+    assert answer.status == 200 and answer.json["status"] == "paused"
+    sent = [r.json() for r in provider_calls(sims["xswitch"], "PUT", "/api/out_call_tasks")]
+    assert sent[-1] == {"action": "stop", "data": [task["providerTaskId"]]}
+    assert call("POST", f"/tasks/{task['taskId']}/start").json["status"] == "running"
 
 
 @pytest.mark.parametrize("provider", ["xswitch", "nxcloud"])
