@@ -1,5 +1,11 @@
 """Quanshi (全时) live-event conference dial-out. Conference only: task operations are NotSupported.
 
+Documents: seeds/quanshi-event-call-add.txt (event/call/add: the request, its field rules, and both
+answer shapes it shows) and PROVIDERS.md, which records the events open API's token/create,
+event/call/save, event/info and the lifecycle pushes. Quanshi has no task: re-adding a callee already
+in the meeting is refused (errorType 2, duplicate), no redial is documented, and nothing can be
+paused or withdrawn per callee except by event/call/save with a shorter list (before it is due).
+
 Token: `POST {baseUrl}/eventopenapi/token/create {"userId": <admin>}` with headers `AppKey`, `Nonce`,
 `CurTime` (ms) and `CheckSum`; the answer's `data.token` is valid 86400 s and travels in every JSON
 body as `token`. The CheckSum formula is not public: it is a pluggable function, chosen by the
@@ -122,6 +128,7 @@ class QuanshiProvider(Provider):
         return _TOKENS.token(self._cache_key, self._new_token, refresh=refresh)
 
     def _new_token(self) -> tuple[str, float]:
+        """POST /eventopenapi/token/create {"userId"} with AppKey/Nonce/CurTime/CheckSum (PROVIDERS.md)."""
         response = self.http.request(
             "POST", "/eventopenapi/token/create", json={"userId": self.user_id}, headers=self.auth_headers()
         )
@@ -198,7 +205,8 @@ class QuanshiProvider(Provider):
     def dial_now(
         self, conference_ref: str, callees: Sequence[Callee], before_minutes: int | None = None
     ) -> list[DialOutcome]:
-        """event/call/add. Pass `before_minutes` = minutes from now to the meeting start (0 if it has
+        """event/call/add (seed quanshi-event-call-add.txt). Pass `before_minutes` = minutes from now to
+        the meeting start (0 if it has
         started) so that Quanshi dials now rather than at its own default 30 minutes before the start."""
         answer = self.call("event/call/add", self._payload(conference_ref, callees, before_minutes))
         return self.outcomes(callees, answer.get("data") or {})
@@ -206,12 +214,13 @@ class QuanshiProvider(Provider):
     def save_callees(
         self, conference_ref: str, callees: Sequence[Callee], before_minutes: int | None = None
     ) -> list[DialOutcome]:
-        """event/call/save: replace the meeting's whole callee list."""
+        """event/call/save (PROVIDERS.md): replace the meeting's whole callee list."""
         answer = self.call("event/call/save", self._payload(conference_ref, callees, before_minutes))
         return self.outcomes(callees, answer.get("data") or {})
 
     def event_info(self, conference_ref: str) -> dict[str, Any]:
-        """event/info: startTime / endTime as aware datetimes, status 0 cancelled / 1 created / 4 ended."""
+        """event/info (PROVIDERS.md): startTime / endTime (seconds) as UTC datetimes, status 0 cancelled /
+        1 created / 4 ended."""
         event_id = int(conference_ref) if str(conference_ref).isdigit() else conference_ref
         data = dict(self.call("event/info", {"eventId": event_id}).get("data") or {})
         for key in ("startTime", "endTime"):
