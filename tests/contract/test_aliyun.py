@@ -715,3 +715,17 @@ def test_recording_and_times_in_utc(sim):
     [event], _ = drain(provider, cursor)
     assert event.recording_url == "https://rec.example/abc.mp3"
     assert event.answered_at == datetime.fromtimestamp(now - 15, UTC) and event.ended_at.tzinfo == UTC
+
+
+def test_provider_redial_can_be_turned_off(sim):
+    provider = make_provider(sim, providerRedial=False)
+    provider.create_task(predictive(retry=RetryStrategy(rounds=2, interval_minutes=30)))
+    assert "RetryStrategy" not in params(calls(sim, "CloudCreateTask")[-1])
+
+
+def test_update_leaves_out_the_create_only_fields(sim, provider):
+    spec = predictive("upd", provider_options={"CallGroupType": 1, "Cnos": "2000"})
+    task_id = provider.create_task(spec)
+    provider.update_task(task_id, spec.model_copy(update={"name": "upd2"}))
+    sent = params(calls(sim, "CloudUpdateTask")[-1])
+    assert "CallGroupType" not in sent and sent["Cnos"] == "2000" and sent["Name"] == "upd2"

@@ -630,3 +630,10 @@ def test_hangup_causes_map_to_one_vocabulary_and_the_raw_cause_stays(provider, c
     event = provider._event("1", row)
     assert (event.status, event.hangup_cause, event.raw["cause"]) == (status, normalised, cause)
     assert event.ended_at == datetime(2026, 4, 24, 0, 1, tzinfo=UTC)  # Asia/Shanghai PBX clock -> UTC
+
+
+def test_retry_is_left_to_outcall_when_provider_redial_is_off(sim):
+    spec = TaskSpec(name="r", retry=RetryStrategy(rounds=2, interval_minutes=30))
+    with pytest.raises(Unprocessable, match=r"settings\.retry"):
+        make_provider(sim).create_task(spec)
+    assert make_provider(sim, providerRedial=False).create_task(spec)

@@ -28,7 +28,9 @@ pageSize (CDRs per query, <=1000), pollMaxPages (50), pollLookbackSeconds (first
 cdrSettleSeconds (CDRs ending within this many seconds of now are left for the next poll, 5),
 statusMap (override of StatusCode -> CallStatus), numberStatusMap (SipCause number-status code ->
 CallStatus for unanswered calls; empty: the SDK names the codes but publishes no meanings),
-endReasonMap (override of EndReason -> normalised hangup cause), typeMap (TaskSpec.type -> Type:
+endReasonMap (override of EndReason -> normalised hangup cause), providerRedial (true: settings.retry
+becomes RetryStrategy and the platform redials; false: no RetryStrategy is sent, the platform
+dials each imported number once and outcall's dispatcher imports retries itself), typeMap (TaskSpec.type -> Type:
 1 predictive, 2 auto, as CloudQueryTask's TaskProperties.Type documents).
 """
 
@@ -256,7 +258,7 @@ class AliyunProvider(Provider):
             fields["CustomerClids"] = ",".join(spec.caller_ids)
         fields["Concurrency"] = spec.concurrency
         fields["CustomerTimeout"] = max(5, min(60, spec.ring_timeout_seconds))
-        if spec.retry is not None and spec.retry.rounds > 0:
+        if spec.retry is not None and spec.retry.rounds > 0 and self.settings.get("providerRedial", True):
             time_type = int(options.get("RetryStrategyTimeType", 1))
             fields["RetryStrategy"] = self.retry_strategy(spec.retry.rounds, spec.retry.interval_minutes, time_type)
             fields["RetryStrategyTimeType"] = time_type
@@ -321,9 +323,9 @@ class AliyunProvider(Provider):
 
     def update_task(self, provider_task_id: str, spec: TaskSpec) -> None:
         """CloudUpdateTask (SDK CloudUpdateTaskRequest): Type is fixed at creation ("外呼任务创建后任务类型不支持
-        修改"), AutoDelete is no task property, so neither is sent."""
+        修改"); AutoDelete, TemplateName and CallGroupType are CloudCreateTask's only, so none is sent."""
         fields = {**self._fields(spec, create=False), "TaskId": int(provider_task_id)}
-        for key in ("Type", "AutoDelete", "TemplateName"):
+        for key in ("Type", "AutoDelete", "TemplateName", "CallGroupType"):  # not in CloudUpdateTaskRequest
             fields.pop(key, None)
         request = self._model(vms.CloudUpdateTaskRequest, fields)
         self._call("CloudUpdateTask", self.client.cloud_update_task_with_options, request)

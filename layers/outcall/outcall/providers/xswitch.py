@@ -28,7 +28,9 @@ Optional: timezone (the PBX clock of the `YYYY-MM-DD HH:MM:SS` times, which carr
 default Asia/Shanghai, *inferred*; events are given in UTC), defaultRegion (to read numbers back,
 default CN), dialFormat ("e164" default, "national", "digits"), destContext (default
 dest_context for new tasks, "default"), pageSize (rows per list page asked for, default 500),
-pollMaxPages (list requests per poll, default 200), checkHeld (true: before an import, the task's
+pollMaxPages (list requests per poll, default 200), providerRedial (true: settings.retry is refused,
+the PBX has no redial; false: it is left to outcall's dispatcher, which imports a retry as a new
+row), checkHeld (true: before an import, the task's
 numbers are read so that a batch sent again is answered already_held instead of imported twice).
 """
 
@@ -221,8 +223,11 @@ class XSwitchProvider(Provider):
             raise Unprocessable(
                 f"unknown xswitch providerOptions: {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_OPTIONS))}"
             )
-        if spec.retry is not None and spec.retry.rounds > 0:
-            raise Unprocessable("xswitch tasks have no retry strategy: a number is dialled once")
+        if spec.retry is not None and spec.retry.rounds > 0 and self.settings.get("providerRedial", True):
+            raise Unprocessable(
+                "settings.retry: xswitch tasks have no retry strategy (a number is dialled once); "
+                "with the setting providerRedial false, outcall's dispatcher imports retries itself"
+            )
         if spec.calling_window is not None:
             raise Unprocessable("xswitch tasks have no calling window; use autoStartAt and stop the task")
         options: dict[str, Any] = {}
