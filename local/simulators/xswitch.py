@@ -60,6 +60,27 @@ TASK_FIELDS = {
     "data": "",
     "context": "",
 }
+# what the four documented PUT kinds write (修改基本信息 / 修改呼叫设置 / 修改呼叫确认 / 修改接通后动作)
+WRITABLE = {
+    "group_name",
+    "description",
+    "cid_number",
+    "cid_name",
+    "dest_context",
+    "calling_time",
+    "max_caps",
+    "max_concurrency",
+    "task_start_time",
+    "auto_dial",
+    "disable_ring_back",
+    "auto_record",
+    "group_confirm_key",
+    "group_confirm_read_timeout",
+    "group_confirm_file",
+    "action",
+    "data",
+}
+SWITCHES = {"auto_dial", "disable_ring_back", "auto_record"}  # 开关: 0 or 1
 INT_FIELDS = {"calling_time", "max_caps", "max_concurrency", "auto_dial", "disable_ring_back", "auto_record"}
 
 
@@ -283,12 +304,20 @@ class XSwitchSimulator(Simulator):
             task = self.task(match)
             if task is None:
                 return self.err(404, "not found")
-            unknown = sorted(set(body) - set(TASK_FIELDS))
+            unknown = sorted(set(body) - WRITABLE)
             if unknown:
                 return self.err(400, f"unknown field: {', '.join(unknown)}")
             for key, value in body.items():
                 if key in INT_FIELDS and not str(value).lstrip("-").isdigit():
                     return self.err(400, f"{key} must be an integer")
+                if key in SWITCHES and str(value) not in ("0", "1"):
+                    return self.err(400, f"{key} is a switch: 0 or 1")
+            start_time = body.get("task_start_time")
+            if start_time:
+                try:
+                    datetime.strptime(str(start_time), TIME_FORMAT)
+                except ValueError:
+                    return self.err(400, "task_start_time is YYYY-MM-DD HH:MM:SS")
             task.fields.update(body)
             task.updated_at = self.now()
         return self.ok(str(task.id))
@@ -382,8 +411,8 @@ class XSwitchSimulator(Simulator):
                 return self.err(400, "too many numbers in this task")
             now = self.now()
             for row in rows:
-                if not isinstance(row, dict):
-                    return self.err(400, "each number is an object")
+                if not isinstance(row, dict) or set(row) - {"dest_number", "external_id"}:
+                    return self.err(400, "each number is an object of dest_number and external_id")
             for row in rows:
                 task.numbers.append(
                     Number(

@@ -630,8 +630,11 @@ class AliyunProvider(Provider):
         return [r.to_map() for r in rows]
 
     def poll_results(self, cursor: str | None) -> PollPage:
-        """CDRs by end time, window by window. The cursor holds the window start `since` (and the
-        UniqueIds already emitted that end exactly then), and, mid-window, its end and offset.
+        """CloudQueryPredictiveCallCdr (SDK request docstring: StartTime / EndTime epoch seconds that must
+        not span two months, TimeRangeType 2 = by call end, Start >= 0, Limit 1..1000): CDRs by end
+        time, window by window, each window inside one month of the platform clock. The cursor holds
+        the window start `since` (and the UniqueIds already emitted that end exactly then), and,
+        mid-window, its end and offset.
         A failure after some pages returns those with the cursor at the failed page."""
         now = int(datetime.now(self.tz).timestamp())
         settle = int(self.settings.get("cdrSettleSeconds", 5))
