@@ -219,6 +219,8 @@ def test_refusals_before_any_request(sim, provider):
         provider.create_task(predictive(provider_options={"NoSuchField": 1}))
     with pytest.raises(Unprocessable):
         provider.create_task(predictive(calling_window=CallingWindow()))
+    with pytest.raises(Unprocessable, match="shorter than 50"):
+        provider.create_task(predictive("n" * 50))
     assert sim.journal == []
 
 

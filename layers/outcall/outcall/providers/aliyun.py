@@ -244,6 +244,8 @@ class AliyunProvider(Provider):
         providerOptions carry documented field names only (checked by tasks.AliyunOptions)."""
         if spec.type not in self.type_map:
             raise Unprocessable(f"aliyun has no {spec.type!r} tasks; types: {', '.join(self.type_map)}")
+        if len(spec.name) >= 50:
+            raise Unprocessable("name: aliyun task names are shorter than 50 characters (CloudCreateTask Name)")
         options = dict(spec.provider_options)
         owned = sorted(set(options) & OWNED_FIELDS)
         if owned:
