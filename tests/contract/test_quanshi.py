@@ -428,3 +428,19 @@ def test_callee_rules_of_the_seed_are_per_callee_error_types(sim):
     failed = answer["data"]["scheduledCall"]["failedData"]
     assert [f["errorType"] for f in failed] == [1, 1, 1]
     assert [s["phone"] for s in answer["data"]["scheduledCall"]["successData"]] == ["58512042"]
+
+
+def test_missed_lifecycle_pushes_are_reconciled_with_the_push_dedup_keys(sim, receiver):
+    p = make(sim)
+    sim.create_event(31, start_in=3600)
+    sim.create_event(32, start_in=-60)
+    sim.create_event(33, start_in=-600)
+    sim.end(33)
+    events = p.reconcile(["31", "32", "33"])
+    assert [(e.provider_task_id, e.kind, e.status) for e in events] == [
+        ("32", "meetingbegin", "created"),
+        ("33", "meetingbegin", "ended"),
+        ("33", "meetingend", "ended"),
+    ]
+    pushed = [p.parse_webhook({}, push.body)[0] for push in receiver.of("/meetingend")]
+    assert events[-1].dedup_key in {e.dedup_key for e in pushed}

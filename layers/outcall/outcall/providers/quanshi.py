@@ -230,6 +230,38 @@ class QuanshiProvider(Provider):
             data["statusName"] = EVENT_STATUS.get(int(data["status"]), "unknown")
         return data
 
+    def reconcile(self, conference_refs: Sequence[str], now: datetime | None = None) -> list[TaskLifecycleEvent]:
+        """What the lifecycle pushes would have said, read back with event/info, for meetings whose
+        push may have been missed: `meetingbegin` once startTime has passed (and the meeting was not
+        cancelled), `meetingend` once status is 4 (ended). Their dedup keys are the pushes' own
+        (`quanshi:<eventId>:meetingbegin|meetingend`), so a push and its reconciliation are recorded
+        once. No per-call result exists to reconcile: Quanshi documents none."""
+        moment = now or datetime.now(UTC)
+        events: list[TaskLifecycleEvent] = []
+        for ref in conference_refs:
+            info = self.event_info(ref)
+            status = info.get("status")
+            start = info.get("startTime")
+            kinds = []
+            if status is not None and int(status) != 0 and isinstance(start, datetime) and start <= moment:
+                kinds.append("meetingbegin")
+            if status is not None and int(status) == 4:
+                kinds.append("meetingend")
+            raw = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in info.items()}
+            for kind in kinds:
+                events.append(
+                    TaskLifecycleEvent(
+                        provider="quanshi",
+                        dedup_key=f"quanshi:{ref}:{kind}",
+                        kind=kind,
+                        provider_task_id=str(ref),
+                        status=EVENT_STATUS.get(int(status), str(status)),
+                        start_time=start if isinstance(start, datetime) else None,
+                        raw={"source": "event/info", **raw},
+                    )
+                )
+        return events
+
     def outcomes(self, callees: Sequence[Callee], data: Mapping[str, Any]) -> list[DialOutcome]:
         """Map either answer shape to one DialOutcome per callee, in order (matched by number)."""
         success: list[Mapping[str, Any]] = []
