@@ -240,12 +240,14 @@ class QuanshiProvider(Provider):
         events: list[TaskLifecycleEvent] = []
         for ref in conference_refs:
             info = self.event_info(ref)
-            status = info.get("status")
+            if info.get("status") is None:
+                continue
+            status = int(info["status"])
             start = info.get("startTime")
             kinds = []
-            if status is not None and int(status) != 0 and isinstance(start, datetime) and start <= moment:
+            if status != 0 and isinstance(start, datetime) and start <= moment:
                 kinds.append("meetingbegin")
-            if status is not None and int(status) == 4:
+            if status == 4:
                 kinds.append("meetingend")
             raw = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in info.items()}
             for kind in kinds:
@@ -255,7 +257,7 @@ class QuanshiProvider(Provider):
                         dedup_key=f"quanshi:{ref}:{kind}",
                         kind=kind,
                         provider_task_id=str(ref),
-                        status=EVENT_STATUS.get(int(status), str(status)),
+                        status=EVENT_STATUS.get(status, str(status)),
                         start_time=start if isinstance(start, datetime) else None,
                         raw={"source": "event/info", **raw},
                     )
