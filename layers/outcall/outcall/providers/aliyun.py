@@ -20,10 +20,12 @@ backoffMax (s, 20); timezone (Asia/Shanghai: the platform's clock for AutoStartD
 the month a CDR query may span; CDR times are epoch seconds and come back in UTC),
 defaultRegion (CN, to read national numbers back), dialFormat ("national" default, as the
 documents write Tel / CustomerNumber, or "e164"), isRepeat (1, the documented default: numbers
-deduplicated within the task, for first attempts), retryIsRepeat (3: within the batch only, for
-attempts after the first, which import the number into the task again), autoComplete (0: a task
-that has dialled every number stays running for the next wave instead of ending, as the
-documented default 1 would do; an ended task cannot be started again), autoDelete (0),
+deduplicated within the task, for first attempts), retryIsRepeat (0: no deduplication, for attempts
+after the first, which import the number into the task again; not 3, because the document says
+deduplication within the task and within the batch cannot both hold and a switch between them
+restarts it), autoComplete (0: a task that has dialled every number stays running for the next
+wave instead of ending, as the documented default 1 would do; an ended task cannot be started
+again), autoDelete (0),
 pageSize (CDRs per query, <=1000), pollMaxPages (50), pollLookbackSeconds (first poll, 86400),
 cdrSettleSeconds (CDRs ending within this many seconds of now are left for the next poll, 5),
 statusMap (override of StatusCode -> CallStatus), numberStatusMap (SipCause number-status code ->
@@ -112,7 +114,7 @@ class AliyunProvider(Provider):
         self.number_status_map = {str(k): v for k, v in dict(s.get("numberStatusMap") or {}).items()}
         self.end_reasons = {**DEFAULT_END_REASONS, **{str(k): v for k, v in dict(s.get("endReasonMap") or {}).items()}}
         self.is_repeat = int(s.get("isRepeat", 1))
-        self.retry_is_repeat = int(s.get("retryIsRepeat", 3))
+        self.retry_is_repeat = int(s.get("retryIsRepeat", 0))
         self.type_map = {"predictive": 1, "auto": 2, **dict(s.get("typeMap") or {})}
         retries = int(s.get("retries", 2))
         backoff = {
@@ -481,10 +483,10 @@ class AliyunProvider(Provider):
     def add_contacts(self, provider_task_id: str, contacts: Sequence[ContactSpec]) -> list[ContactOutcome]:
         """CloudImportTaskTel, one batch per call (at most 100,000 numbers, CloudImportTaskTel page).
         First attempts use IsRepeat `isRepeat` (1: within the task); later attempts import the number
-        into the task again, so they use `retryIsRepeat` (3: within the batch). The API has no
-        client-side id per number: a batch sent again after a lost answer is recognised only by the
-        task-level deduplication (IsRepeat 1) of first attempts. `provider_ref` is `FileId:Tel`,
-        what cancel_contacts withdraws."""
+        into the task again, so they use `retryIsRepeat` (0: none; duplicates within the call are
+        refused here). The API has no client-side id per number: a batch sent again after a lost
+        answer is recognised only by the task-level deduplication (IsRepeat 1) of first attempts.
+        `provider_ref` is `FileId:Tel`, what cancel_contacts withdraws."""
         if len(contacts) > self.limits.batch_size:
             raise Unprocessable(f"at most {self.limits.batch_size} numbers per aliyun import call")
         outcomes: dict[int, ContactOutcome] = {}
