@@ -5,8 +5,8 @@
 The local stack (local.stack) starts this as its child: moto's request handling then runs on
 its own interpreter and core, not under the GIL of the gateway, pumps and functions. moto is
 patched here as the local stack needs it: conditional writes and SQS deletes atomic
-(local.moto_atomic) and its
-memory bounded over a long run (local.moto_bounded).
+(local.moto_atomic), its memory bounded over a long run (local.moto_bounded), and without the
+work it repeats on every request (local.moto_speed).
 
 SIGTERM or SIGINT stop the server and the process exits 0; it also stops when its parent
 dies (Linux: PR_SET_PDEATHSIG), so a killed stack leaves no moto behind. It prints one line,
@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 READY = "moto ready on"
@@ -49,21 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     die_with_parent()
 
-    from moto.server import ThreadedMotoServer
-
     from local.moto_atomic import make_dynamodb_writes_atomic, make_sqs_deletes_atomic
     from local.moto_bounded import bound_moto_memory
+    from local.moto_speed import make_server, speed_up_moto_server
 
     bound_moto_memory()
+    speed_up_moto_server()
     make_dynamodb_writes_atomic()
     make_sqs_deletes_atomic()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
-    server.start()
+    server = make_server(args.host, args.port)
+    serving = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    serving.start()
     print(f"{READY} http://{args.host}:{args.port}", flush=True)
     signal.sigwait(STOP_SIGNALS)
-    server.stop()
+    server.shutdown()
+    serving.join(5)
     return 0
 
 
