@@ -22,16 +22,25 @@ Figures (written to bench/results/imports.json):
 - ``e2e_100k``: an upload through the local stack (`python -m local` as a subprocess on free ports, as
   tests/e2e does): POST /tasks (xswitch), POST /tasks/{id}/uploads, PUT of the file to the presigned
   URL, then GET /imports/{id} until the job is completed, partial or failed. Seconds from the PUT to
-  the end, rows/s, the job's counts (rows == accepted + duplicate + invalid checked) and the
-  progress over time. If the requested size does not finish within the timeout, the progress so far
-  is reported (``finished: false``) and a smaller size is measured as well.
+  the end, rows/s and its ratio to the row pipeline (bench/results/row_pipeline.json), the job's
+  counts (rows == accepted + duplicate + invalid checked) and the progress over time; the RSS of
+  every process of the stack (moto server, and the gateway/pumps/functions process), sampled every
+  second: the peak of each, of their sum, a timeline every 10 s and each process's CPU seconds.
+  If the requested size does not finish within the timeout, the progress so far and a projection
+  are reported (``finished: false``) and a smaller size is measured as well (--e2e-fallback-rows).
+  Targets (issue 17): 100,000 rows at >= 2,500 rows/s with <= 1 GB for the whole stack.
+- ``e2e_1m``: the same with 1,000,000 rows (wall time, peak RSS, rows == accepted + duplicate +
+  invalid, the memory at a quarter of the run and at the end); given up after --e2e-1m-timeout
+  seconds. Target: within 900 s, memory flat.
 
-    python -m bench.imports [--plan-rows N] [--chunks N] [--e2e-rows N] [--e2e-timeout S] [--skip NAME ...]
+    python -m bench.imports [--plan-rows N] [--chunks N] [--e2e-rows N] [--e2e-timeout S]
+                            [--e2e-1m-rows N] [--e2e-1m-timeout S] [--skip NAME ...] [--only NAME ...]
+    python -m bench.imports --only e2e e2e1m     # the local-stack uploads alone
 
 (PYTHONPATH=layers/outcall, as `make bench` sets it.) With the defaults the whole run takes about 25
-minutes, most of it the 100,000-row upload through moto server. `--skip plan chunk e2e` names the
-sections not to measure: they keep their figures from the existing results file (each section says
-when it was measured) and `arithmetic` is worked out again.
+minutes or more, most of it the uploads through the local stack. `--skip plan chunk e2e e2e1m` names
+the sections not to measure (`--only` the ones to measure): the others keep their figures from the
+existing results file (each section says when it was measured) and `arithmetic` is worked out again.
 """
 
 from __future__ import annotations
@@ -69,10 +78,10 @@ RSS_TARGET_MB = 256
 PLAN_PROVIDER_SETTINGS = {"xswitch": {"baseUrl": "http://127.0.0.1:9", "login": "bench", "password": "bench"}}
 DEV_TOKEN = "oc_bench_token_0123456789abcdef"
 MOTO_NOTES = [
-    "moto's transact_write_items deep-copies every table it touches, once per item of the transaction,"
-    " to roll back: its cost grows with the table. With the contacts of earlier chunks in the table,"
-    " finish_chunk (a 3-4 item transaction) slows down chunk after chunk (e2e_100k.progress: the first"
-    " chunk about 52 s, the last about 80 s) and the local stack's RSS climbs (e2e_100k.stack_rss_mb).",
+    "Stock moto's transact_write_items deep-copies every table it touches, once per item of the"
+    " transaction, and keeps every copy (BaseModel.instances_tracked): its cost and memory grow with the"
+    " table. The local stack's moto process and these benchmarks' moto run with local.moto_bounded,"
+    " which copies only the items a transaction names and keeps no instance history.",
     "moto runs in the measuring process (or in the local stack's process) and shares its CPU with the"
     " code measured; the machine was shared with other work (load averages are recorded).",
 ]
@@ -582,6 +591,14 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def _label(pid: int) -> str:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -603,6 +620,7 @@ class _RssSampler(threading.Thread):
         self.started_at = time.monotonic()
         self.peak: dict[str, float] = {}
         self.hwm: dict[str, float] = {}
+        self.cpu: dict[int, tuple[str, float]] = {}  # pid -> (label, user + system CPU seconds)
         self.peak_total = 0.0
         self.samples = 0
         self.timeline: list[dict[str, Any]] = []
@@ -614,6 +632,9 @@ class _RssSampler(threading.Thread):
             if rss is None:
                 continue
             label = _label(pid)
+            cpu = _cpu_seconds(pid)
+            if cpu is not None:
+                self.cpu[pid] = (label, cpu)
             now[label] = now.get(label, 0.0) + rss
             self.peak[label] = max(self.peak.get(label, 0.0), rss)
             if hwm is not None:
@@ -632,6 +653,13 @@ class _RssSampler(threading.Thread):
                 next_point += self.timeline_every
             self.stopping.wait(self.interval)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) of each process, the startup included, as last sampled."""
+        out: dict[str, float] = {}
+        for label, seconds in self.cpu.values():
+            out[label] = round(out.get(label, 0.0) + seconds, 1)
+        return dict(sorted(out.items()))
+
     def figures(self) -> dict[str, Any]:
         return {
             "sampled_every_s": self.interval,
@@ -639,6 +667,7 @@ class _RssSampler(threading.Thread):
             "peak_total_mb": round(self.peak_total, 1),
             "peak_sampled_mb": {k: round(v, 1) for k, v in sorted(self.peak.items())},
             "peak_hwm_mb": {k: round(v, 1) for k, v in sorted(self.hwm.items())},
+            "cpu_seconds": self.cpu_seconds(),
             "timeline": self.timeline,
         }
 
@@ -817,7 +846,7 @@ def _e2e_once(rows: int, timeout: float, directory: Path) -> dict[str, Any]:
 def e2e(rows: int = 100_000, timeout: float = 1800, fallback_rows: int = 20_000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="outcall-bench-e2e-") as tmp:
         first = _e2e_once(rows, timeout, Path(tmp))
-        if first["finished"] or fallback_rows >= rows:
+        if first["finished"] or not fallback_rows or fallback_rows >= rows:
             return first
         smaller = _e2e_once(fallback_rows, timeout, Path(tmp))
     return {
@@ -902,6 +931,7 @@ def run(
     skip: tuple[str, ...] = (),
     e2e_1m_rows: int = 1_000_000,
     e2e_1m_timeout: float = E2E_1M_TIMEOUT_S,
+    e2e_fallback_rows: int = 20_000,
 ) -> dict[str, Any]:
     """Measure each section not skipped and write the results file after each one. A skipped
     section keeps its figures from the existing results file (each says when it was measured)."""
@@ -917,7 +947,7 @@ def run(
     sections: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
         "plan": ("plan_1m", lambda: plan_1m(plan_rows)),
         "chunk": ("chunk_worker", lambda: chunk_worker(chunks)),
-        "e2e": ("e2e_100k", lambda: e2e(e2e_rows, e2e_timeout)),
+        "e2e": ("e2e_100k", lambda: e2e(e2e_rows, e2e_timeout, e2e_fallback_rows)),
         "e2e1m": ("e2e_1m", lambda: e2e_1m(e2e_1m_rows, e2e_1m_timeout)),
     }
 
@@ -944,6 +974,9 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=2, help="full chunks the chunk worker works, one by one")
     parser.add_argument("--e2e-rows", type=int, default=100_000)
     parser.add_argument("--e2e-timeout", type=float, default=1800, help="seconds from the PUT to give up")
+    parser.add_argument(
+        "--e2e-fallback-rows", type=int, default=20_000, help="measured as well if --e2e-rows times out (0: no)"
+    )
     parser.add_argument("--e2e-1m-rows", type=int, default=1_000_000)
     parser.add_argument("--e2e-1m-timeout", type=float, default=E2E_1M_TIMEOUT_S)
     parser.add_argument("--skip", nargs="*", default=[], choices=SECTIONS)
@@ -966,7 +999,14 @@ def main() -> None:
         return
     skip = tuple(args.skip) or tuple(name for name in SECTIONS if args.only and name not in args.only)
     result = run(
-        args.plan_rows, args.chunks, args.e2e_rows, args.e2e_timeout, skip, args.e2e_1m_rows, args.e2e_1m_timeout
+        args.plan_rows,
+        args.chunks,
+        args.e2e_rows,
+        args.e2e_timeout,
+        skip,
+        args.e2e_1m_rows,
+        args.e2e_1m_timeout,
+        args.e2e_fallback_rows,
     )
     print(json.dumps(result, ensure_ascii=False, indent=2))
 
