@@ -17,7 +17,11 @@ bound (moto 5.2, checked in moto/core/common_models.py and moto/dynamodb/models/
    transaction fails (on any exception, not only the ones moto rolls back for), and makes
    moto's whole-table copy a no-op (moto's own restore then puts the same table back).
 
-Both are applied in the local stack's moto process (local.moto_server) and where a benchmark
+3. An SQS queue keeps the receipt handles of every message ever deleted from it
+   (`Queue.deleted_messages`, moto/sqs/models.py) so that deleting one twice is not an error;
+   `remember_recent_deletes` keeps the latest DELETED_HANDLES_KEPT of them per queue.
+
+All three are applied in the local stack's moto process (local.moto_server) and where a benchmark
 runs moto for a long time; the tests keep stock moto (they reset it per test).
 """
 
@@ -126,6 +130,51 @@ def roll_back_items_not_tables() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+DELETED_HANDLES_KEPT = 100_000
+
+
+class RecentSet:
+    """A set that forgets its oldest members beyond `size` (what moto does with deleted_messages:
+    `in` and `update`)."""
+
+    def __init__(self, size: int = DELETED_HANDLES_KEPT) -> None:
+        self.size = size
+        self._members: dict[Any, None] = {}
+
+    def update(self, values: Any) -> None:
+        for value in values:
+            self._members.pop(value, None)
+            self._members[value] = None
+        while len(self._members) > self.size:
+            del self._members[next(iter(self._members))]
+
+    def add(self, value: Any) -> None:
+        self.update([value])
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+
+def remember_recent_deletes() -> None:
+    from moto.sqs.models import Queue
+
+    original = Queue.__init__
+    if getattr(original, _PATCHED, False):
+        return
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.deleted_messages = RecentSet()
+
+    setattr(__init__, _PATCHED, True)
+    Queue.__init__ = __init__  # type: ignore[method-assign]
+
+
 def bound_moto_memory() -> None:
     stop_tracking_instances()
     roll_back_items_not_tables()
+    remember_recent_deletes()

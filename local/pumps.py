@@ -262,7 +262,13 @@ class SchedulerPump(Pump):
 
     def tick(self) -> bool:
         now = time.time()
-        for schedule in self.schedules():
+        schedules = self.schedules()
+        present = {f"{s.get('GroupName', 'default')}/{s['Name']}/{s['ScheduleExpression']}" for s in schedules}
+        for gone in [k for k in self.fired if k not in present]:  # deleted or moved: forget it
+            del self.fired[gone]
+        for gone in [k for k in self.created if k not in present]:
+            del self.created[gone]
+        for schedule in schedules:
             if schedule.get("State", "ENABLED") != "ENABLED":
                 continue
             key = f"{schedule.get('GroupName', 'default')}/{schedule['Name']}/{schedule['ScheduleExpression']}"

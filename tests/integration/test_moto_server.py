@@ -215,6 +215,30 @@ def test_memory_stays_flat_over_many_transactions_on_a_large_table(
     assert ddb.get_item(TableName=TABLE, Key=key("BIG", "000001"))["Item"]["n"] == {"N": "220"}
 
 
+def test_a_message_deleted_twice_is_no_error_and_none_is_lost(
+    moto_process: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=moto_process[1],
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    url = sqs.create_queue(QueueName="bounded-q")["QueueUrl"]
+    for n in range(30):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{n}")
+    seen: list[str] = []
+    while len(seen) < 30:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        assert messages, f"only {len(seen)} of 30 came back"
+        for m in messages:
+            seen.append(m["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert sorted(seen) == sorted(f"m{n}" for n in range(30))
+
+
 def test_sigterm_twice_stops_it_at_once(moto_process: tuple[subprocess.Popen[bytes], str]) -> None:
     proc = moto_process[0]
     os.kill(proc.pid, signal.SIGTERM)

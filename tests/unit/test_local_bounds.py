@@ -46,3 +46,15 @@ def test_the_deliveries_journal_keeps_the_latest_entries() -> None:
     for n in range(5):
         runtime.invoke(fn, {"n": n}, "test", f"call {n}")
     assert [e["detail"] for e in runtime.journal] == ["call 2", "call 3", "call 4"]
+
+
+def test_moto_queues_remember_only_recent_deleted_receipt_handles() -> None:
+    from local.moto_bounded import RecentSet
+
+    handles = RecentSet(size=3)
+    handles.update(["a", "b"])
+    handles.update(["c", "d"])
+    assert "a" not in handles and all(h in handles for h in "bcd") and len(handles) == 3
+    handles.update(["b"])  # seen again: the newest now
+    handles.update(["e"])
+    assert "c" not in handles and all(h in handles for h in "bde")
