@@ -672,17 +672,37 @@ class _RssSampler(threading.Thread):
         }
 
 
-def _flatness(timeline: list[dict[str, Any]]) -> dict[str, Any]:
-    """RSS of the whole stack at a quarter of the run and at its end: flat memory keeps them close."""
+def _flatness(timeline: list[dict[str, Any]], progress: list[dict[str, Any]], chunk_rows: int) -> dict[str, Any]:
+    """RSS of the whole stack at a quarter of the run and at its end, and the growth per 1,000 rows
+    worked in between: what stays is the data (the contacts in moto's tables, the simulator's
+    numbers); anything kept per request would show as growth beyond it."""
     if len(timeline) < 4:
         return {}
-    quarter = timeline[len(timeline) // 4]
-    last = timeline[-1]
-    return {
+    quarter, last = timeline[len(timeline) // 4], timeline[-1]
+
+    def chunks_by(second: float) -> int:
+        return max([p["chunksDone"] for p in progress if p["s"] <= second] or [0])
+
+    rows_between = (chunks_by(last["s"]) - chunks_by(quarter["s"])) * chunk_rows
+    growth = round(last["total_mb"] - quarter["total_mb"], 1)
+    figures: dict[str, Any] = {
         "total_mb_at_quarter": quarter["total_mb"],
         "total_mb_at_end": last["total_mb"],
-        "growth_mb_from_quarter_to_end": round(last["total_mb"] - quarter["total_mb"], 1),
+        "growth_mb_from_quarter_to_end": growth,
+        "rows_worked_from_quarter_to_end": rows_between,
     }
+    if rows_between:
+        figures["growth_mb_per_1000_rows"] = round(1000 * growth / rows_between, 2)
+        for label in sorted(k for k in last if k not in ("s", "total_mb")):
+            grown = last.get(label, 0.0) - quarter.get(label, 0.0)
+            figures[f"{label}_mb_per_1000_rows"] = round(1000 * grown / rows_between, 2)
+    return figures
+
+
+def _chunk_rows() -> int:
+    from outcall.imports import CHUNK_ROWS
+
+    return int(CHUNK_ROWS)
 
 
 def _pipeline_rows_per_s() -> int | None:
@@ -814,7 +834,7 @@ def _e2e_once(rows: int, timeout: float, directory: Path) -> dict[str, Any]:
         "stack_processes": processes,
         "stack_rss_mb_after_start": {k: round(v, 1) for k, v in sorted(rss_idle.items())},
         "stack_rss_mb": {k: v for k, v in memory.items() if k != "timeline"},
-        "memory_flatness": _flatness(memory["timeline"]),
+        "memory_flatness": _flatness(memory["timeline"], progress, _chunk_rows()),
         "rss_timeline": memory["timeline"],
         "settings": {
             "OUTCALL_LOCAL_CONCURRENCY": os.environ.get("OUTCALL_LOCAL_CONCURRENCY", "4 (default)"),
