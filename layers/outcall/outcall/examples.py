@@ -1,0 +1,153 @@
+"""Request and answer examples of the OpenAPI document (the handlers' route declarations use them).
+
+Each example is a body the API takes or gives; tests/integration/test_api_docs.py checks every one
+against its schema. `POST /events/{eventId}/calls` uses the example of Quanshi's own
+`event/call/add` page (/work/shared/seeds/quanshi-event-call-add.txt), field for field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TASK_ID = "tsk_5f0c2a9e4b7d41c3a8e6"
+IMPORT_ID = "imp_8d1e0b6f2c4a9e7d3b5f1a0c"
+NOW = "2030-01-01T08:00:00Z"
+
+CREATE_TASK: dict[str, Any] = {
+    "name": "January renewals",
+    "provider": "nxcloud",
+    "type": "robot",
+    "settings": {
+        "callerIds": ["+8651088880000"],
+        "concurrency": 10,
+        "ringTimeoutSeconds": 30,
+        "retry": {"rounds": 1, "intervalMinutes": 60},
+        "callingWindow": {
+            "timezone": "Asia/Shanghai",
+            "start": "09:00:00",
+            "end": "20:00:00",
+            "weekdays": [1, 2, 3, 4, 5],
+        },
+        "autoStartAt": "2030-01-02T09:00:00+08:00",
+    },
+}
+TASK: dict[str, Any] = {
+    "taskId": TASK_ID,
+    "name": "January renewals",
+    "provider": "nxcloud",
+    "type": "robot",
+    "status": "ready",
+    "settings": {
+        "callerIds": ["+8651088880000"],
+        "concurrency": 10,
+        "ringTimeoutSeconds": 30,
+        "retry": {"rounds": 1, "intervalMinutes": 60},
+        "callingWindow": {
+            "timezone": "Asia/Shanghai",
+            "start": "09:00:00",
+            "end": "20:00:00",
+            "weekdays": [1, 2, 3, 4, 5],
+            "blackoutDates": [],
+        },
+        "autoStartAt": "2030-01-02T09:00:00+08:00",
+        "providerOptions": {},
+    },
+    "providerTaskId": "2002514",
+    "autoDelete": False,
+    "createdAt": NOW,
+    "updatedAt": NOW,
+    "version": 1,
+}
+TASK_DETAIL: dict[str, Any] = {
+    **TASK,
+    "status": "running",
+    "counts": {
+        "contacts": {"added": 1840, "rejected": 2},
+        "calls": {"completed": 903, "no-answer": 411, "busy": 37},
+        "outcomes": {"completed": 903, "no-answer": 398, "busy": 35},
+    },
+}
+TASK_PAGE: dict[str, Any] = {"items": [TASK], "nextToken": "eyJwayI6IlRBU0sjdHNrXzVmMGMyYTllIn0="}
+UPDATE_TASK: dict[str, Any] = {"name": "January renewals (2nd run)", "settings": {"concurrency": 20}}
+CLONE_TASK: dict[str, Any] = {"name": "February renewals", "withContacts": True}
+CLONE_RESULT: dict[str, Any] = {
+    "task": {**TASK, "taskId": "tsk_93b1d7e0a2c64f58b0d4", "name": "February renewals", "providerTaskId": "2002601"},
+    "contactsImportId": IMPORT_ID,
+}
+
+ADD_CONTACTS: dict[str, Any] = {
+    "contacts": [
+        {"name": "张三", "mobile": "13800138000", "externalId": "A-1", "variables": {"plan": "gold"}},
+        {"name": "Li Si", "countryCode": "44", "mobile": "20 7946 0958"},
+        {"name": "again", "mobile": "138-0013-8000"},
+        {"name": "bad", "mobile": "12345"},
+    ],
+    "defaultRegion": "CN",
+}
+ADD_CONTACTS_RESULT: dict[str, Any] = {
+    "importId": IMPORT_ID,
+    "taskId": TASK_ID,
+    "status": "completed",
+    "rows": 4,
+    "accepted": 2,
+    "duplicate": 1,
+    "invalid": 1,
+    "providerAdded": 2,
+    "providerRejected": 0,
+    "providerFailed": 0,
+    "contacts": [
+        {"index": 0, "outcome": "accepted", "e164": "+8613800138000", "providerStatus": "added"},
+        {"index": 1, "outcome": "accepted", "e164": "+442079460958", "providerStatus": "added"},
+        {"index": 2, "outcome": "duplicate", "e164": "+8613800138000", "reason": "duplicate"},
+        {"index": 3, "outcome": "invalid", "reason": "too_short", "message": "the number is too short"},
+    ],
+}
+CREATE_UPLOAD: dict[str, Any] = {"filename": "renewals.csv", "defaultRegion": "CN"}
+
+# ---------------------------------------------------------------- conferences (Quanshi's shapes)
+
+PUT_MEETING: dict[str, Any] = {
+    "title": "Q1 results call",
+    "startTime": "2030-01-15T10:00:00+08:00",
+    "provider": "quanshi",
+    "durationMinutes": 60,
+}
+# The request example of Quanshi's event/call/add page, field for field (eventId 542818 is the path's).
+QUANSHI_ADD_CALLS: dict[str, Any] = {
+    "eventId": 542818,
+    "callList": [
+        {
+            "company": "quanshi.com",
+            "countryCode": "86",
+            "mobile": "18100000030",
+            "name": "user1",
+            "areaCode": "",
+            "phone": "",
+        }
+    ],
+}
+# The answer example of the same page (a scheduled call before the meeting).
+QUANSHI_ADD_CALLS_ANSWER: dict[str, Any] = {
+    "timeStamp": 1691662248380,
+    "code": 200,
+    "msg": "Successfully to create the event call!",
+    "data": {
+        "scheduledCall": {
+            "successData": [
+                {
+                    "id": "64d4b7a8ebf537001bebe2e4",
+                    "areaCode": "",
+                    "company": "时代中国",
+                    "countryCode": "86",
+                    "mobile": "18151073681",
+                    "name": "测试",
+                    "phone": "",
+                    "errorType": None,
+                }
+            ],
+            "failedData": None,
+        },
+        "realTimeCall": None,
+        "callType": 1,
+    },
+    "requestId": "",
+}
