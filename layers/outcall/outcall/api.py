@@ -16,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,29 @@ OPEN: dict[str, Any] = {"security": []}
 
 def body_limit(route_key: str) -> int:
     return BODY_LIMITS.get(route_key, DEFAULT_BODY_LIMIT)
+
+
+def _template_pattern(route_key: str) -> re.Pattern[str]:
+    method, path = route_key.split(" ", 1)
+    parts = re.split(r"\{[^}]+\}", path)
+    return re.compile(re.escape(method + " ") + "[^/]+".join(re.escape(p) for p in parts) + "$")
+
+
+_TEMPLATES = [(key, _template_pattern(key)) for key in sorted({*BODY_LIMITS, *RAW_BODY_ROUTES})]
+
+
+def route_key_of(event: Mapping[str, Any]) -> str:
+    """The event's route template (`POST /tasks/{taskId}/contacts`): API Gateway's routeKey, or,
+    for an event that names its concrete path, the template that path matches."""
+    route_key = str(event.get("routeKey") or "")
+    if "{" in route_key or route_key in BODY_LIMITS or route_key in RAW_BODY_ROUTES:
+        return route_key
+    with contextlib.suppress(AttributeError, KeyError, TypeError):
+        concrete = f"{event['requestContext']['http']['method']} {event.get('rawPath') or ''}"
+        for key, pattern in _TEMPLATES:
+            if pattern.match(concrete):
+                return key
+    return route_key
 
 
 def security_schemes() -> dict[str, SecurityScheme]:
@@ -182,7 +206,7 @@ def check_body(event: Mapping[str, Any]) -> dict[str, Any] | None:
     raw = event.get("body")
     if not raw:
         return None
-    route_key = str(event.get("routeKey") or "")
+    route_key = route_key_of(event)
     if event.get("isBase64Encoded"):
         try:
             body = base64.b64decode(str(raw), validate=True)

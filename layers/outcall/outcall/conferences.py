@@ -97,7 +97,11 @@ class AddCallsRequest(InputModel):
     )
 
     token: str | None = Field(None, description="accepted for compatibility, ignored")
-    event_id: str | None = Field(None, description="when given, must be the eventId of the path")
+    event_id: str | None = Field(
+        None,
+        description="when given, must be the eventId of the path (a number, as Quanshi sends it, or a string)",
+        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+    )
     before_minutes: int = Field(30, ge=0, le=60, description="minutes before the start to dial")
     call_list: list[CallListEntry] = Field(min_length=1, max_length=10_000)
 
