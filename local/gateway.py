@@ -309,6 +309,12 @@ class Gateway:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve_safely
 
+            def __getattr__(self, name: str) -> Any:
+                # any other method (TRACE, PROPFIND, ...) matches no route: 404, as API Gateway answers
+                if name.startswith("do_"):
+                    return self._serve_safely
+                raise AttributeError(name)
+
         return _Handler
 
     def serve_forever(self) -> None:

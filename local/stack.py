@@ -39,8 +39,10 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         from local.moto_atomic import make_dynamodb_writes_atomic
+        from local.moto_s3 import keep_put_bodies
 
         make_dynamodb_writes_atomic()
+        keep_put_bodies()  # a PUT's body is the object whatever its Content-Type, as in S3
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
 

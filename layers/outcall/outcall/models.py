@@ -195,6 +195,12 @@ class ImportJob(Model):
     report_key: str | None = None
     report_url: str | None = Field(default=None, description="a short-lived link to the row-level report")
     error: str | None = None
+    upload_of: str | None = Field(
+        default=None, description="for a later PUT of an upload URL: the import that URL was given with"
+    )
+    later_imports: list[str] = Field(
+        default_factory=list, description="imports started by later PUTs of this import's upload URL, in order"
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None
