@@ -176,6 +176,8 @@ class Gateway:
                 return
 
             def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                if status in (204, 304):  # never a body: a client reads one as the start of the next answer
+                    body = b""
                 self.send_response(status)
                 out = {"Content-Type": "application/json", **(headers or {})}
                 origin = self.headers.get("Origin")

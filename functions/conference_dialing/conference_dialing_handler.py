@@ -89,9 +89,9 @@ def get_event(event_id: EventId) -> MeetingView:
     summary="Cancel a meeting and remove its schedules",
     responses=answers(204, "Canceled (no body)", None, 401, 404, 409, 422, 502),
 )
-def delete_event(event_id: EventId) -> Response[None]:
+def delete_event(event_id: EventId) -> Response[str]:
     service().cancel(event_id)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return Response(204, body="")  # no body, not the JSON null
 
 
 @app.post(

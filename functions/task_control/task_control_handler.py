@@ -165,9 +165,9 @@ def update_task(
     summary="Delete at the provider and here; call records stay",
     responses=answers(204, "Deleted (no body)", None, 401, 404, 409, 422, 502),
 )
-def delete_task(task_id: TaskId) -> Response[None]:
+def delete_task(task_id: TaskId) -> Response[str]:
     service().delete(task_id)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return Response(204, body="")  # no body, not the JSON null
 
 
 @app.post(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -17,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import queues, results
-from outcall.api import OPEN, answers, configure, error_body, json_body, limit, resolve
+from outcall.api import OPEN, IsoDateTime, answers, configure, error_body, json_body, limit, resolve
 from outcall.config import Config, provider_settings
 from outcall.models import CallStatus, TaskLifecycleEvent
 from outcall.observability import logger, metrics, tracer
@@ -160,7 +159,7 @@ def push_kind(provider: ProviderName, kind: Kind) -> Response[Any]:
 def list_calls(
     task_id: TaskId,
     status: Annotated[CallStatus | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="calls first seen at or after (ISO 8601)")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="calls first seen at or after (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",

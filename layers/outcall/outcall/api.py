@@ -29,7 +29,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from pydantic import ConfigDict, Field, ValidationError
 
 from outcall.errors import OutcallError
-from outcall.models import Model
+from outcall.models import IsoDateTime, Model
+
+__all__ = ["IsoDateTime"]  # handlers take date-time parameters as this
 from outcall.observability import logger
 
 if TYPE_CHECKING:
@@ -257,6 +259,10 @@ def json_body(text: str) -> Any:
         raise OutcallError("the body is not JSON this API reads: nested too deep") from exc
     except ValueError as exc:  # e.g. an integer of more than 4,300 digits
         raise OutcallError(f"the body is not JSON this API reads: {exc}") from exc
+    if not isinstance(value, dict):  # every JSON body of this API is an object (Powertools reads [x] as x)
+        raise RequestValidationError(
+            [{"type": "model_attributes_type", "loc": ("body",), "msg": "the body must be a JSON object"}]
+        )
     nul = next(_nul_paths(value), None)
     if nul is not None:
         raise RequestValidationError(

@@ -30,6 +30,7 @@ from outcall.models import (
     DialOutcome,
     DialResult,
     InputModel,
+    IsoDateTime,
     Meeting,
     MeetingCallee,
     MeetingSchedule,
@@ -60,7 +61,7 @@ class ConferenceScheduler(Protocol):
 
 class PutMeetingRequest(InputModel):
     title: str = Field(min_length=1, max_length=200)
-    start_time: datetime = Field(description="ISO 8601 with an offset, e.g. 2030-01-01T09:00:00+08:00")
+    start_time: IsoDateTime = Field(description="ISO 8601 with an offset, e.g. 2030-01-01T09:00:00+08:00")
     provider: ProviderKey = Field("quanshi", description="quanshi, or any provider that can dial callees now")
     caller_id: str | None = Field(None, max_length=32)
     duration_minutes: int = Field(DEFAULT_DURATION_MINUTES, ge=1, le=1440, description="when the meeting ends")

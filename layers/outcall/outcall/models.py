@@ -3,11 +3,12 @@ and what providers take and give. JSON is camelCase; Python attributes are snake
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 ProviderKey = Literal["quanshi", "xswitch", "aliyun", "nxcloud", "airudder"]
@@ -23,6 +24,17 @@ CallStatus = Literal[
 FINAL_CALL_STATUSES: frozenset[str] = frozenset({"no-answer", "busy", "rejected", "failed", "canceled", "completed"})
 ContactOutcomeKind = Literal["accepted", "duplicate", "invalid"]
 ImportStatus = Literal["waiting", "queued", "running", "completed", "partial", "failed"]
+
+
+def _iso_only(value: Any) -> Any:
+    """pydantic reads a number (`0`, `"0.5"`) as a Unix time; the API takes ISO 8601 only."""
+    if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+(\.\d*)?\s*", value)):
+        raise ValueError("an ISO 8601 date-time, e.g. 2030-01-01T09:00:00+08:00")
+    return value
+
+
+# A date-time as the OpenAPI document says it (`format: date-time`): ISO 8601 text, never a number.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 class Model(BaseModel):
