@@ -73,13 +73,13 @@ def main() -> int:
         if job.get("status") in ("completed", "partial", "failed"):
             break
         time.sleep(0.2)
-    counts = {k: job.get(k) for k in ("status", "rows", "accepted", "duplicate", "invalid", "reasons", "providerAdded")}
+    counts = {k: job.get(k) for k in ("status", "rows", "accepted", "duplicate", "invalid", "reasons")}
     print(f"   import {job['importId']}: {counts}")
     print("   the row-level report (reports/<importId>.csv):")
     for line in requests.get(job["reportUrl"], timeout=10).content.decode("utf-8-sig").splitlines():
         print(f"     {line}")
     contacts = requests.get(f"{API}/tasks/{task['taskId']}/contacts", headers=auth, timeout=10).json()["items"]
-    print(f"   contacts of the task: {[(c['e164'], c['providerStatus']) for c in contacts]}")
+    print(f"   contacts of the task: {[(c['e164'], c['state']) for c in contacts]}")
 
     say("a dialing task on each provider that has tasks: contacts, start, results, lifecycle")
     numbers = ["+8613800138001", "+8613800138002", "+8613800138003"]
@@ -105,9 +105,7 @@ def main() -> int:
             body = answer.json()
             outcome = body["status"] if answer.ok else f"{answer.status_code} {body.get('message')}"
             steps.append(f"{action} -> {outcome}")
-        print(
-            f"   {provider:<9} task {task}: {added.get('providerAdded')} contacts at the provider; " + "; ".join(steps)
-        )
+        print(f"   {provider:<9} task {task}: {added.get('queued')} contacts queued; " + "; ".join(steps))
     print("   (nxcloud and airudder push their results; xswitch and aliyun are polled every minute: waiting...)")
     started = time.monotonic()
     waiting = set(tasks)

@@ -21,7 +21,7 @@ from outcall.config import Config, provider_settings
 from outcall.contacts import AddContactsRequest, AddContactsResult, ContactPage
 from outcall.idempotency import IDEMPOTENCY_HEADER, once_per_key
 from outcall.imports import CreateUploadRequest, Importer, ImportMessage, ImportPage, UploadTicket
-from outcall.models import ContactProviderStatus, ImportJob
+from outcall.models import ContactState, ImportJob
 from outcall.observability import logger, metrics, tracer
 from outcall.providers import get_provider
 from outcall.providers.base import Provider
@@ -45,8 +45,21 @@ def _send(message: ImportMessage) -> None:
     queues.send(Config.from_env().import_queue_url, message)
 
 
+def _contacts_added(task_id: str) -> None:
+    """Contacts added to a running task: its dispatcher releases them."""
+    from outcall.dispatch import request_dispatch
+
+    request_dispatch(task_id, "contacts added")
+
+
 def importer() -> Importer:
-    return Importer(default_store(), CallListBucket(Config.from_env().bucket_name), _provider, _send)
+    return Importer(
+        default_store(),
+        CallListBucket(Config.from_env().bucket_name),
+        _provider,
+        _send,
+        on_contacts=_contacts_added,
+    )
 
 
 @app.post(
@@ -102,7 +115,7 @@ def add_contacts(
 )
 def list_contacts(
     task_id: TaskId,
-    status: Annotated[ContactProviderStatus | None, Query(description="provider status")] = None,
+    status: Annotated[ContactState | None, Query(description="the contact's state in the dialing engine")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
 ) -> ContactPage:

@@ -1,12 +1,14 @@
-"""task_control: outbound dialing tasks. HTTP routes and the auto start/stop schedules.
+"""task_control: outbound dialing tasks. HTTP routes, the auto start/stop schedules and the dispatcher.
 
 Thin: each route parses its request (Powertools validation, pydantic models), calls one
-method of outcall.tasks.TaskService and returns its model."""
+method of outcall.tasks.TaskService and returns its model. The dispatcher (outcall.dispatch) runs
+here too: on start and resume (in the request), on messages of the dispatch queue (after call
+results and imports, partial batch failures) and on the rate schedule `dispatch-running`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
@@ -15,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import examples, queues
 from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
 from outcall.config import Config, provider_settings
+from outcall.dispatch import MAX_RELEASES_PER_RUN, Dispatcher, DispatchMessage, request_dispatch
 from outcall.idempotency import once_per_key
 from outcall.models import ProviderKey, Task, TaskStatus
 from outcall.observability import logger, metrics, tracer
@@ -33,6 +36,9 @@ from outcall.tasks import (
     TaskService,
     UpdateTaskRequest,
 )
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_body)
 configure(app)
@@ -58,8 +64,27 @@ def _copy_contacts(source_task_id: str, task_id: str) -> str:
     return importer.clone_contacts(source_task_id, task_id).import_id
 
 
+def dispatcher() -> Dispatcher:
+    return Dispatcher(default_store(), _provider, complete=lambda task_id: service().complete(task_id))
+
+
+def _dispatch_now(task_id: str) -> None:
+    """The first wave at once (start, resume); a run that found the account busy, or has more to
+    release than one run takes, carries on from the dispatch queue."""
+    outcome = dispatcher().run(task_id)
+    if outcome.status == "busy" or outcome.released + outcome.resent >= MAX_RELEASES_PER_RUN:
+        request_dispatch(task_id, outcome.status)
+
+
 def service() -> TaskService:
-    return TaskService(default_store(), _provider, TaskSchedules(), _copy_contacts)
+    return TaskService(
+        default_store(),
+        _provider,
+        TaskSchedules(),
+        _copy_contacts,
+        dispatch=_dispatch_now,
+        withdraw=lambda task, provider: dispatcher().withdraw(task, provider),
+    )
 
 
 def _create_once(idempotency_key: str, request: CreateTaskRequest) -> Task:
@@ -264,8 +289,47 @@ def clone_task(
     return Response(201, content_types.APPLICATION_JSON, result)
 
 
+class DispatchBusy(Exception):
+    """The provider account's dispatcher lease is held by another run: the message comes back."""
+
+
+@tracer.capture_method
+def on_dispatch(record: SQSRecord) -> None:
+    message = DispatchMessage.model_validate_json(record.body)
+    outcome = dispatcher().run(message.task_id)
+    if outcome.status == "busy":
+        raise DispatchBusy(f"dispatcher of task {message.task_id} busy; tried again")
+    if outcome.released + outcome.resent >= MAX_RELEASES_PER_RUN:
+        request_dispatch(message.task_id, "more to release")
+
+
+def on_dispatch_batch(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=on_dispatch, processor=processor, context=context)
+
+
+def dispatch_running() -> dict[str, Any]:
+    """The rate schedule: a dispatcher run for every running task (retries come due, lost answers are
+    sent again, idle tasks complete)."""
+    store = default_store()
+    token: str | None = None
+    queued = 0
+    while True:
+        tasks, token = store.list_tasks(status="running", limit=100, next_token=token)
+        for task in tasks:
+            request_dispatch(task.task_id, "schedule")
+            queued += 1
+        if token is None:
+            return {"dispatchRequested": queued}
+
+
 def on_schedule(event: dict[str, Any]) -> dict[str, Any]:
-    """An EventBridge Scheduler firing: {"kind": "task-auto", "taskId", "action": "start"|"stop", "version"}."""
+    """An EventBridge Scheduler firing: {"kind": "task-auto", "taskId", "action": "start"|"stop", "version"},
+    or the rate schedule {"kind": "dispatch-running"}."""
+    if event.get("kind") == "dispatch-running":
+        return dispatch_running()
     schedule = ScheduleEvent.model_validate(event)
     logger.info("schedule fired", extra={"taskId": schedule.task_id, "action": schedule.action})
     outcome: ScheduleOutcome = service().on_schedule(schedule)
@@ -278,4 +342,7 @@ def on_schedule(event: dict[str, Any]) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:
         return resolve(app, event, context)
+    records = event.get("Records") or []
+    if records and records[0].get("eventSource") == "aws:sqs":
+        return dict(on_dispatch_batch(event, context))
     return on_schedule(event)

@@ -184,7 +184,17 @@ def on_result(record: SQSRecord) -> None:
 
     message = results.PushMessage.model_validate_json(record.body)
     outcome = results.process_push(default_store(), _provider, message, on_lifecycle)
+    _request_dispatch(outcome.ended_tasks)
     logger.info("push processed", extra={"pushId": message.push_id, **outcome.dump()})
+
+
+def _request_dispatch(task_ids: list[str]) -> None:
+    """Contacts of these tasks finished an attempt: their dispatchers have room for more."""
+    if task_ids:
+        from outcall.dispatch import request_dispatch
+
+        for task_id in task_ids:
+            request_dispatch(task_id, "results")
 
 
 def on_results(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
@@ -202,6 +212,7 @@ def on_schedule(event: Mapping[str, Any]) -> dict[str, Any]:
         logger.warning("unknown schedule input", extra={"kind": event.get("kind")})
         return {"polled": 0}
     outcomes = results.poll_all(default_store(), provider_settings(), _provider)
+    _request_dispatch(sorted({t for o in outcomes for t in o.ended_tasks}))
     events = sum(o.events for o in outcomes)
     metrics.add_metric(name="PolledEvents", unit="Count", value=events)
     return {"polled": len(outcomes), "events": events, "providers": [o.dump() for o in outcomes]}

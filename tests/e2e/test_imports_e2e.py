@@ -57,7 +57,7 @@ def test_a_presigned_upload_is_imported_and_reported(local_stack: Any) -> None:
     assert rows[1]["订单号"] == "'=1+2"
 
     contacts = local_stack.authed("GET", f"/tasks/{task_id}/contacts").json()["items"]
-    assert {c["e164"]: c["providerStatus"] for c in contacts} == {"+8613800138000": "added", "+442079460958": "added"}
+    assert {c["e164"]: c["state"] for c in contacts} == {"+8613800138000": "queued", "+442079460958": "queued"}
     counts = local_stack.authed("GET", f"/tasks/{task_id}").json()["counts"]
     assert counts["contacts"] == {"added": 2}
 

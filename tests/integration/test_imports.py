@@ -47,6 +47,11 @@ def task_detail(task_id: str) -> dict[str, Any]:
     return dict(answer.json)
 
 
+def stored_numbers(task_id: str) -> list[str]:
+    """The numbers of the task's contacts, as the API lists them."""
+    return [c["e164"] for c in api("GET", f"/tasks/{task_id}/contacts?limit=500").json["items"]]
+
+
 def xswitch_numbers(sims: dict[str, Any], task_id: str) -> list[str]:
     task = default_store().get_task(task_id)
     assert task is not None and task.provider_task_id
@@ -132,8 +137,8 @@ def limits(sims: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------- JSON
 
 
-def test_json_contacts_each_get_an_outcome_and_the_accepted_reach_the_provider(sims: dict[str, Any]) -> None:
-    task_id = create_task("xswitch")
+def test_json_contacts_are_queued_and_reach_the_provider_only_once_the_task_starts(sims: dict[str, Any]) -> None:
+    task_id = create_task("xswitch", settings={"hopperLevel": 10})
     contacts = [
         {"name": "张三", "countryCode": "86", "mobile": "138 0013 8000", "variables": {"订单": "A-1"}},
         {"name": "dup", "mobile": "+86 13800138000"},
@@ -164,20 +169,27 @@ def test_json_contacts_each_get_an_outcome_and_the_accepted_reach_the_provider(s
     assert body["contacts"][1]["message"] == "same number as row 1"
     assert body["contacts"][4]["reason"] and body["contacts"][5]["reason"] == "missing_number"
     assert (body["rows"], body["accepted"], body["duplicate"], body["invalid"]) == (7, 4, 1, 2)
-    assert body["status"] == "completed" and body["providerAdded"] == 4
-    assert all(c["providerStatus"] == "added" for c in body["contacts"] if c["outcome"] == "accepted")
-
-    assert sorted(xswitch_numbers(sims, task_id)) == sorted(
-        ["+8613800138000", "+861058512042", "+8613900139000", "+442079460958"]
-    )
+    assert body["status"] == "completed" and body["queued"] == 4
+    assert xswitch_numbers(sims, task_id) == [] and import_calls(sims["xswitch"]) == []
     listed = api("GET", f"/tasks/{task_id}/contacts")
     assert listed.status == 200
     stored = {c["e164"]: c for c in listed.json["items"]}
     assert set(stored) == {"+8613800138000", "+861058512042", "+8613900139000", "+442079460958"}
     first = stored["+8613800138000"]
-    assert first["name"] == "张三" and first["variables"] == {"订单": "A-1"} and first["providerStatus"] == "added"
-    assert first["row"] == 1 and first["importId"] == body["importId"]
-    assert task_detail(task_id)["counts"]["contacts"] == {"added": 4}
+    assert first["name"] == "张三" and first["variables"] == {"订单": "A-1"} and first["state"] == "queued"
+    assert first["row"] == 1 and first["importId"] == body["importId"] and first["attempts"] == 0
+    assert task_detail(task_id)["counts"]["contacts"] == {"queued": 4}
+
+    import task_control_handler
+
+    assert http("POST", f"/tasks/{task_id}/start", handler=task_control_handler).status == 200
+    assert sorted(xswitch_numbers(sims, task_id)) == sorted(
+        ["+8613800138000", "+861058512042", "+8613900139000", "+442079460958"]
+    )
+    assert len(import_calls(sims["xswitch"])) == 1  # one wave, one batch
+    released = api("GET", f"/tasks/{task_id}/contacts?status=released").json["items"]
+    assert len(released) == 4 and all(c["attempts"] == 1 for c in released)
+    assert task_detail(task_id)["counts"]["contacts"] == {"queued": 0, "released": 4}
 
 
 def test_numbers_the_task_already_has_are_duplicates_and_are_not_sent_again(sims: dict[str, Any]) -> None:
@@ -191,8 +203,8 @@ def test_numbers_the_task_already_has_are_duplicates_and_are_not_sent_again(sims
     assert outcomes[0]["outcome"] == "duplicate" and outcomes[0]["reason"] == "already_in_task"
     assert first.json["importId"] in outcomes[0]["message"]
     assert outcomes[1]["outcome"] == "accepted"
-    assert len(xswitch_numbers(sims, task_id)) == 2
-    assert task_detail(task_id)["counts"]["contacts"] == {"added": 2}
+    assert sorted(stored_numbers(task_id)) == ["+8613800138000", "+8613900139000"]
+    assert task_detail(task_id)["counts"]["contacts"] == {"queued": 2}
 
 
 def test_an_idempotency_key_adds_once_and_answers_the_same(sims: dict[str, Any]) -> None:
@@ -203,7 +215,7 @@ def test_an_idempotency_key_adds_once_and_answers_the_same(sims: dict[str, Any])
     second = api("POST", f"/tasks/{task_id}/contacts", body, key)
     assert first.status == second.status == 200
     assert first.json == second.json
-    assert len(import_calls(sims["xswitch"])) == 1
+    assert len(stored_numbers(task_id)) == 2
     other = api("POST", f"/tasks/{task_id}/contacts", {"contacts": [{"mobile": "13700137000"}]}, key)
     assert other.status == 422 and "Idempotency-Key" in other.json["message"]
 
@@ -237,41 +249,6 @@ def test_unknown_and_stopped_tasks_take_no_contacts(sims: dict[str, Any]) -> Non
     assert stopped.status == 409 and "stopped" in stopped.json["message"]
     upload = api("POST", f"/tasks/{task_id}/uploads", {"filename": "a.csv"})
     assert upload.status == 409
-
-
-def test_a_provider_failure_keeps_the_contacts_as_failed_and_a_later_import_retakes_them(
-    sims: dict[str, Any],
-) -> None:
-    task_id = create_task("xswitch")
-    sims["xswitch"].faults.fail_next = 10
-    answer = api("POST", f"/tasks/{task_id}/contacts", {"contacts": [{"mobile": "13800138000"}]})
-    assert answer.status == 200
-    assert answer.json["status"] == "partial" and answer.json["providerFailed"] == 1
-    assert answer.json["contacts"][0]["providerStatus"] == "failed"
-    assert answer.json["contacts"][0]["providerReason"]
-    assert task_detail(task_id)["counts"]["contacts"] == {"failed": 1}
-
-    sims["xswitch"].faults.fail_next = 0
-    retry = api("POST", f"/tasks/{task_id}/contacts", {"contacts": [{"mobile": "13800138000"}]})
-    assert retry.json["contacts"][0]["outcome"] == "accepted"
-    assert retry.json["contacts"][0]["providerStatus"] == "added"
-    assert xswitch_numbers(sims, task_id) == ["+8613800138000"]
-    assert task_detail(task_id)["counts"]["contacts"] == {"added": 1, "failed": 0}
-
-
-def test_contacts_the_provider_refuses_keep_its_reason(sims: dict[str, Any]) -> None:
-    task_id = create_task("nxcloud")
-    body = {
-        "contacts": [{"mobile": "13800138000", "externalId": "o-1"}, {"mobile": "13900139000", "externalId": "o-1"}]
-    }
-    answer = api("POST", f"/tasks/{task_id}/contacts", body)
-    assert answer.status == 200, answer.json
-    statuses = [(c["outcome"], c["providerStatus"]) for c in answer.json["contacts"]]
-    assert statuses == [("accepted", "added"), ("accepted", "rejected")]
-    assert "duplicate" in answer.json["contacts"][1]["providerReason"]
-    assert answer.json["status"] == "partial"
-    rejected = api("GET", f"/tasks/{task_id}/contacts?status=rejected").json["items"]
-    assert [c["e164"] for c in rejected] == ["+8613900139000"]
 
 
 def test_the_task_number_limit_refuses_a_json_import_whole(sims: dict[str, Any], limits: Any) -> None:
@@ -336,8 +313,9 @@ def test_an_upload_imports_the_file_and_writes_the_report(sims: dict[str, Any]) 
     ]
     assert rows[0]["订单号"] == '\'=HYPERLINK("http://x")'  # neutralised: a spreadsheet shows it as text
     assert rows[2]["message"] == "same number as row 2"
-    assert sorted(xswitch_numbers(sims, task_id)) == ["+8613800138000", "+8613900139000"]
-    assert task_detail(task_id)["counts"]["contacts"] == {"added": 2}
+    assert sorted(stored_numbers(task_id)) == ["+8613800138000", "+8613900139000"]
+    assert task_detail(task_id)["counts"]["contacts"] == {"queued": 2}
+    assert import_calls(sims["xswitch"]) == []  # an import calls no provider
     listed = api("GET", f"/tasks/{task_id}/imports").json["items"]
     assert [i["importId"] for i in listed] == [import_id]
 
@@ -351,7 +329,7 @@ def test_the_same_s3_event_twice_imports_once(sims: dict[str, Any]) -> None:
     assert s3_event(ticket["objectKey"], put["VersionId"]) == {"queued": 0}
     work()
     assert job(ticket["importId"])["accepted"] == 2
-    assert len(import_calls(sims["xswitch"])) == 1
+    assert len(stored_numbers(task_id)) == 2
     # a second PUT to the same URL is a new version: a new import, whose rows are now duplicates
     again = s3.put_object(Bucket=bucket_name(), Key=ticket["objectKey"], Body=csv_bytes(GOOD_BAD_DUPLICATE))
     assert s3_event(ticket["objectKey"], again["VersionId"]) == {"queued": 1}
@@ -392,28 +370,24 @@ def test_large_files_are_cut_into_chunks_and_every_row_is_counted_once(
     assert (done["rows"], done["accepted"], done["duplicate"], done["invalid"]) == (17, 15, 1, 1)
     assert done["status"] == "completed"
     assert [int(r["row"]) for r in report(import_id)] == list(range(2, 19))
-    assert len(xswitch_numbers(sims, task_id)) == 15
-    assert all(len(r.json()["data"]) <= 3 for r in import_calls(sims["xswitch"]))
+    assert len(stored_numbers(task_id)) == 15
+    assert import_calls(sims["xswitch"]) == []
 
 
-def test_a_chunk_whose_provider_fails_comes_again_and_sends_nobody_twice(
+def test_an_import_while_the_provider_is_down_imports_every_row(
     sims: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(imports, "CHUNK_ROWS", 50)
     task_id = create_task("xswitch")
     rows = [["mobile"]] + [[f"1380013{i:04d}"] for i in range(10)]
     import_id = upload(task_id, csv_bytes(rows))
-    sims["xswitch"].faults.fail_next = 4  # more than the layer's retries: the first delivery fails
-    answers = work(rounds=1)
-    assert any(a.get("batchItemFailures") for a in answers)
-    assert job(import_id)["status"] == "running"
-    pending = api("GET", f"/tasks/{task_id}/contacts?status=pending").json["items"]
-    assert len(pending) == 10  # claimed, not yet at the provider
-    work(rounds=3)
+    sims["xswitch"].faults.fail_next = 100  # the provider answers 500 to everything
+    answers = work(rounds=3)
+    assert not any(a.get("batchItemFailures") for a in answers)
     done = job(import_id)
-    assert done["status"] == "completed" and done["accepted"] == 10 and done["providerAdded"] == 10
-    assert sorted(xswitch_numbers(sims, task_id)) == sorted(f"+861380013{i:04d}" for i in range(10))
-    assert task_detail(task_id)["counts"]["contacts"] == {"added": 10}
+    assert done["status"] == "completed" and done["accepted"] == 10
+    assert sorted(stored_numbers(task_id)) == sorted(f"+861380013{i:04d}" for i in range(10))
+    assert task_detail(task_id)["counts"]["contacts"] == {"queued": 10}
 
 
 def test_a_worker_that_dies_after_claiming_resumes_without_duplicates(
@@ -423,24 +397,24 @@ def test_a_worker_that_dies_after_claiming_resumes_without_duplicates(
 
     task_id = create_task("xswitch")
     rows = [["mobile"]] + [[f"1380013{i:04d}"] for i in range(6)]
-    real = Store.set_contact_outcomes
+    real = Store.finish_chunk
     calls = {"n": 0}
 
-    def crash_once(self: Any, *args: Any, **kwargs: Any) -> None:
+    def crash_once(self: Any, *args: Any, **kwargs: Any) -> bool:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("the worker died here")
-        real(self, *args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Store, "set_contact_outcomes", crash_once)
+    monkeypatch.setattr(Store, "finish_chunk", crash_once)
     import_id = upload(task_id, csv_bytes(rows))
     work(rounds=4)
     done = job(import_id)
     assert done["status"] == "completed", done
     assert (done["rows"], done["accepted"], done["duplicate"]) == (6, 6, 0)
-    # the provider got the batch on the first try and again on the second: it keeps one of each number
-    assert sorted(set(xswitch_numbers(sims, task_id))) == sorted(f"+861380013{i:04d}" for i in range(6))
-    assert task_detail(task_id)["counts"]["contacts"] == {"added": 6}
+    # the second delivery found the contacts the first had claimed: still this import's rows
+    assert sorted(stored_numbers(task_id)) == sorted(f"+861380013{i:04d}" for i in range(6))
+    assert task_detail(task_id)["counts"]["contacts"] == {"queued": 6}
 
 
 def test_a_chunk_delivered_again_after_it_finished_changes_nothing(sims: dict[str, Any]) -> None:
@@ -456,7 +430,7 @@ def test_a_chunk_delivered_again_after_it_finished_changes_nothing(sims: dict[st
     assert {k: after[k] for k in ("rows", "accepted", "duplicate", "invalid", "chunksDone")} == {
         k: before[k] for k in ("rows", "accepted", "duplicate", "invalid", "chunksDone")
     }
-    assert len(import_calls(sims["xswitch"])) == 1
+    assert len(stored_numbers(task_id)) == 2
 
 
 def test_a_second_delivery_while_the_first_works_the_chunk_waits(sims: dict[str, Any]) -> None:
@@ -486,7 +460,7 @@ def test_an_upload_over_the_task_limit_marks_the_rows_that_do_not_fit(
     assert done["status"] == "completed"
     outcomes = [(r["outcome"], r["reason"]) for r in report(import_id)]
     assert outcomes == [("accepted", "")] * 2 + [("invalid", "over_limit")] * 4
-    assert len(xswitch_numbers(sims, task_id)) == 2
+    assert len(stored_numbers(task_id)) == 2
     # the numbers reserved for duplicates and refusals are given back
     assert default_store().numbers_used(task_id, "xswitch")[0] == 2
 
@@ -594,45 +568,7 @@ def test_upload_requests_are_checked(sims: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- contacts and their calls
 
 
-def test_call_results_give_contacts_their_latest_status_and_count_outcomes_once(sims: dict[str, Any]) -> None:
-    from outcall.models import CallEvent
-    from outcall.results import record_event
-
-    task_id = create_task("nxcloud")
-    numbers = ["+8613800138000", "+8613900139000"]
-    api("POST", f"/tasks/{task_id}/contacts", {"contacts": [{"mobile": n} for n in numbers]})
-    task = default_store().get_task(task_id)
-    assert task is not None
-
-    def event(n: int, phone: str, status: str, attempt: int = 1) -> CallEvent:
-        return CallEvent(
-            provider="nxcloud",
-            dedup_key=f"e{n}",
-            provider_call_id=f"call-{phone}-{attempt}",
-            provider_task_id=task.provider_task_id,
-            phone=phone,
-            status=status,
-            attempt=attempt,
-        )
-
-    store = default_store()
-    record_event(store, event(1, numbers[0], "ringing"))
-    record_event(store, event(2, numbers[0], "no-answer"))
-    record_event(store, event(2, numbers[0], "no-answer"))  # delivered twice
-    record_event(store, event(3, numbers[0], "ringing"))  # late, same attempt: ignored
-    record_event(store, event(4, numbers[1], "completed"))
-    contacts = {c["e164"]: c for c in api("GET", f"/tasks/{task_id}/contacts").json["items"]}
-    assert contacts[numbers[0]]["callStatus"] == "no-answer"
-    assert contacts[numbers[1]]["callStatus"] == "completed"
-    assert task_detail(task_id)["counts"]["outcomes"] == {"no-answer": 1, "completed": 1}
-
-    record_event(store, event(5, numbers[0], "completed", attempt=2))  # the redial got through
-    record_event(store, event(6, numbers[0], "busy", attempt=1))  # a late event of the first attempt
-    assert task_detail(task_id)["counts"]["outcomes"] == {"no-answer": 0, "completed": 2}
-    assert default_store().get_contact(task_id, numbers[0])["callStatus"] == "completed"
-
-
-def test_a_clone_with_contacts_copies_those_its_provider_has(sims: dict[str, Any]) -> None:
+def test_a_clone_with_contacts_copies_all_but_those_the_provider_refused(sims: dict[str, Any]) -> None:
     import task_control_handler
 
     source = create_task("xswitch")
@@ -640,11 +576,9 @@ def test_a_clone_with_contacts_copies_those_its_provider_has(sims: dict[str, Any
         {"mobile": "13800138000", "name": "张三", "externalId": "o-1", "variables": {"订单": "A-1"}},
         {"mobile": "+44 20 7946 0958", "company": "ACME", "externalId": "o-3", "variables": {"lang": "en"}},
     ]
-    assert api("POST", f"/tasks/{source}/contacts", {"contacts": contacts}).json["providerAdded"] == 2
-    sims["xswitch"].faults.fail_next = 10
-    failed = api("POST", f"/tasks/{source}/contacts", {"contacts": [{"mobile": "13900139000"}]}).json
-    assert failed["providerFailed"] == 1
-    sims["xswitch"].faults.fail_next = 0
+    contacts.append({"mobile": "13900139000"})  # this one the provider will refuse: it is not copied
+    assert api("POST", f"/tasks/{source}/contacts", {"contacts": contacts}).json["queued"] == 3
+    assert default_store().mark_skipped(source, [("+8613900139000", 0)], "provider_rejected: test", "queued") == 1
 
     answer = http(
         "POST", f"/tasks/{source}/clone", json.dumps({"withContacts": True}).encode(), handler=task_control_handler
@@ -662,4 +596,4 @@ def test_a_clone_with_contacts_copies_those_its_provider_has(sims: dict[str, Any
     assert copied["+8613800138000"]["name"] == "张三" and copied["+8613800138000"]["variables"] == {"订单": "A-1"}
     assert copied["+8613800138000"]["externalId"] == "o-1"
     assert copied["+442079460958"]["company"] == "ACME" and copied["+442079460958"]["variables"] == {"lang": "en"}
-    assert sorted(xswitch_numbers(sims, clone_id)) == ["+442079460958", "+8613800138000"]
+    assert sorted(stored_numbers(clone_id)) == ["+442079460958", "+8613800138000"]

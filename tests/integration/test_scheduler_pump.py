@@ -50,12 +50,15 @@ def test_template_rate_schedule_fires_every_period_and_not_before(pump: Any, mon
     assert pump.calls == []
     clock.now += 1
     pump.tick()
-    assert pump.calls == [("outcall-webhook-intake", {"kind": "poll-results"})]
-    pump.tick()
-    assert len(pump.calls) == 1
-    clock.now += 60
+    assert sorted(pump.calls) == [
+        ("outcall-task-control", {"kind": "dispatch-running"}),
+        ("outcall-webhook-intake", {"kind": "poll-results"}),
+    ]
     pump.tick()
     assert len(pump.calls) == 2
+    clock.now += 60
+    pump.tick()
+    assert len(pump.calls) == 4
 
 
 def test_failed_one_time_schedule_is_retried_then_dead_lettered_and_deleted(pump: Any) -> None:

@@ -23,6 +23,13 @@ SIM_KEYS = ("xswitch", "nxcloud", "aliyun", "airudder")
 GROUP = "outcall-schedules"
 
 
+def _sim_provider(key: str) -> Any:
+    from outcall.config import provider_settings
+    from outcall.providers import get_provider
+
+    return get_provider(key, provider_settings())
+
+
 @pytest.fixture
 def sims(aws: Any) -> Iterator[dict[str, Any]]:
     """The provider simulators, started in process, and the provider secret pointing at them."""
@@ -228,7 +235,7 @@ def task_in(status: str) -> dict[str, Any]:
     task = create("nxcloud", type="robot")
     if status in ("completed", "failed"):
         call("POST", f"/tasks/{task['taskId']}/start")
-        service = tasks.TaskService(default_store(), lambda key: None)  # type: ignore[arg-type,return-value]
+        service = tasks.TaskService(default_store(), _sim_provider)
         service.transition(task["taskId"], "complete" if status == "completed" else "fail")
     for action in PATH_TO.get(status, []):
         assert call("POST", f"/tasks/{task['taskId']}/{action}").status == 200
@@ -260,12 +267,16 @@ def test_illegal_transition_is_409_and_changes_nothing(sims: Any, start: str, ac
     assert len(sims["nxcloud"].journal) == before
 
 
-def test_pause_on_xswitch_is_422_not_supported(sims: Any) -> None:
-    task = create("xswitch")
-    call("POST", f"/tasks/{task['taskId']}/start")
-    answer = call("POST", f"/tasks/{task['taskId']}/pause")
-    assert answer.status == 422 and answer.json["code"] == "NotSupported"
-    assert call("GET", f"/tasks/{task['taskId']}").json["status"] == "running"
+def test_pause_works_on_every_task_provider(sims: Any) -> None:
+    """outcall stops releasing at once; the provider pauses, stops or withdraws what it can."""
+    for provider, kind in (("xswitch", "auto"), ("airudder", "robot"), ("aliyun", "predictive"), ("nxcloud", "robot")):
+        task = create(provider, type=kind)
+        assert call("POST", f"/tasks/{task['taskId']}/start").status == 200
+        answer = call("POST", f"/tasks/{task['taskId']}/pause")
+        assert answer.status == 200, (provider, answer.json)
+        assert answer.json["status"] == "paused"
+        assert call("POST", f"/tasks/{task['taskId']}/start").json["status"] == "running"
+        assert call("POST", f"/tasks/{task['taskId']}/stop").json["status"] == "stopped"
 
 
 @pytest.mark.parametrize("provider", ["xswitch", "nxcloud"])
@@ -386,7 +397,7 @@ def test_auto_delete_removes_the_oldest_completed_task_to_make_room(sims: Any) -
 
     old = create("nxcloud", type="robot", name="old")
     newer = create("nxcloud", type="robot", name="newer")
-    service = tasks.TaskService(default_store(), lambda key: None)  # type: ignore[arg-type,return-value]
+    service = tasks.TaskService(default_store(), _sim_provider)
     for t in (old, newer):
         call("POST", f"/tasks/{t['taskId']}/start")
         service.transition(t["taskId"], "complete")
@@ -504,7 +515,7 @@ def test_task_routes_are_in_the_openapi_document(aws: Any) -> None:
     assert {"/tasks", "/tasks/{taskId}", "/tasks/{taskId}/start", "/tasks/{taskId}/clone"} <= set(paths)
 
 
-def test_a_task_the_provider_finished_completes_here_once(sims: Any) -> None:
+def test_a_task_the_provider_finished_completes_here_once_nothing_is_left(sims: Any) -> None:
     import task_control_handler
     from outcall.models import TaskLifecycleEvent
 
@@ -522,11 +533,18 @@ def test_a_task_the_provider_finished_completes_here_once(sims: Any) -> None:
 
     service = task_control_handler.service()
     assert service.on_provider_status(pushed("running")) is None  # not an end: nothing to do
+    store = default_store()
+    store.claim_contacts(task["taskId"], [{"e164": "+8613800138000", "importId": "imp_t", "row": 1}])
     done = service.on_provider_status(pushed("completed"))
-    assert done is not None and done.handled and done.status == "completed"
+    assert done is not None and done.handled
+    # outcall decides: a contact is still queued, so the dispatcher released it and the task runs on
+    assert call("GET", f"/tasks/{task['taskId']}").json["status"] == "running"
+    contact = store.get_contact(task["taskId"], "+8613800138000")
+    assert contact is not None and contact["state"] == "released"
+    store.mark_skipped(task["taskId"], [("+8613800138000", 1)], "test: refused", "released")
+    store.add_contact_counts(task["taskId"], {"skipped": 1})
+    done = service.on_provider_status(pushed("completed"))  # nothing left: it completes here
     assert call("GET", f"/tasks/{task['taskId']}").json["status"] == "completed"
-    again = service.on_provider_status(pushed("completed"))  # a redelivered push
-    assert again is not None and not again.handled
     stranger = pushed("completed").model_copy(update={"provider_task_id": "not-ours"})
     assert service.on_provider_status(stranger) is None
 

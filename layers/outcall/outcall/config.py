@@ -17,6 +17,7 @@ class Config:
     bucket_name: str
     import_queue_url: str
     results_queue_url: str
+    dispatch_queue_url: str
     provider_secret_name: str
     scheduler_group: str
     scheduler_role_arn: str
@@ -32,6 +33,7 @@ class Config:
             bucket_name=env.get("BUCKET_NAME", "outcall-call-lists"),
             import_queue_url=env.get("IMPORT_QUEUE_URL", ""),
             results_queue_url=env.get("RESULTS_QUEUE_URL", ""),
+            dispatch_queue_url=env.get("DISPATCH_QUEUE_URL", ""),
             provider_secret_name=env.get("PROVIDER_SECRET_NAME", "outcall/providers"),
             scheduler_group=env.get("SCHEDULER_GROUP", "default"),
             scheduler_role_arn=env.get("SCHEDULER_ROLE_ARN", ""),

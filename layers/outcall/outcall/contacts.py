@@ -1,38 +1,27 @@
-"""Contacts of a task: claimed here once per number, then handed to the task's provider.
+"""Contacts of a task: claimed here once per number and stored `queued`; the provider sees none of them
+until the task runs and the dispatcher (dispatch.py) releases them.
 
 `add_rows` is the one path by which rows become contacts, for a JSON request and for a chunk of an
-uploaded file alike:
-
-1. every accepted row claims its number with a conditional put (store.claim_contacts): a number the
-   task already holds makes the row a duplicate (`already_in_task`); a number whose earlier
-   contact was rejected or failed at the provider is taken over; a row this very import claimed
-   before (a chunk delivered again after a crash) is still this import's and is not a duplicate;
-2. the claimed contacts go to the provider in its batch size (its module retries 5xx, 429 and
-   timeouts); each batch's answers are written to the contacts before the next batch, so a chunk
-   worked again sends nobody twice;
-3. the counts the caller adds once (store.finish_chunk): rows by outcome and reason, provider
-   answers, contacts by provider status, and the reserved numbers that were not used.
-
-A provider failure that may pass (5xx, 429, timeout) is raised while attempts remain, so the SQS
-message comes back later; on the last attempt (and for a JSON request, which has one) the batch's
-contacts are kept with provider status `failed` and the provider's reason.
+uploaded file alike: every accepted row claims its number with one conditional put
+(store.claim_contacts, one write per accepted row). A number the task already holds makes the row a
+duplicate (`already_in_task`); a number whose earlier contact was skipped (the provider refused it) is
+taken over; a row this very import claimed before (a chunk delivered again after a crash) is still this
+import's and is not a duplicate. The counts are added once by the caller (store.finish_chunk): rows by
+outcome and reason, contacts queued, and the reserved numbers that were not used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import Field
 
 from outcall.calllists import ACCEPTED, DUPLICATE, INVALID, RowOutcome
-from outcall.errors import ProviderError
-from outcall.models import Contact, ContactOutcome, InputModel, Model, Task
-from outcall.observability import logger
+from outcall.models import Contact, ContactState, InputModel, Model, Task
 from outcall.providers.base import Provider
 from outcall.store import Store
-from outcall.store.contacts import ADDED, FAILED, PENDING, REJECTED
 
 MAX_JSON_CONTACTS: Final = 10_000
 FINAL_TASK_STATUSES: Final = frozenset({"stopped", "completed", "failed"})
@@ -83,8 +72,6 @@ class ContactResult(Model):
     e164: str | None = None
     reason: str | None = None
     message: str | None = None
-    provider_status: str | None = Field(None, description="for accepted contacts: added, rejected or failed")
-    provider_reason: str | None = None
 
 
 class AddContactsResult(Model):
@@ -95,9 +82,7 @@ class AddContactsResult(Model):
     accepted: int
     duplicate: int
     invalid: int
-    provider_added: int
-    provider_rejected: int
-    provider_failed: int
+    queued: int = Field(description="contacts stored queued: the dispatcher releases them while the task runs")
     contacts: list[ContactResult]
 
 
@@ -115,8 +100,6 @@ def task_refusal(task: Task, provider: Provider) -> str | None:
         return f"provider {provider.key!r} has no outbound dialing tasks to add contacts to"
     if task.status in FINAL_TASK_STATUSES:
         return f"the task is {task.status}: contacts can be added to ready, running or paused tasks only"
-    if not task.provider_task_id:
-        return "the task is not created at its provider yet"
     return None
 
 
@@ -145,13 +128,11 @@ def limit_message(verdict: str, provider: Provider, wanted: int) -> str:
 
 @dataclass
 class AddedRows:
-    """What `add_rows` made of a list of rows: counts for the job and the task, and each accepted
-    row's provider status (by row number)."""
+    """What `add_rows` made of a list of rows: counts for the job and the task."""
 
     job_counts: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     task_counts: dict[str, int] = field(default_factory=dict)
-    provider: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     unused: int = 0  # reserved numbers not used: give them back
 
 
@@ -159,7 +140,7 @@ def _contact_item(outcome: RowOutcome, import_id: str) -> dict[str, Any]:
     spec = outcome.contact
     assert spec is not None
     return {
-        **spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        **spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"attempt", "release_key"}),
         "importId": import_id,
         "row": outcome.row,
     }
@@ -169,36 +150,20 @@ def _bump(counter: dict[str, int], key: str, by: int = 1) -> None:
     counter[key] = counter.get(key, 0) + by
 
 
-def add_rows(
-    store: Store,
-    provider: Provider,
-    task: Task,
-    import_id: str,
-    outcomes: Sequence[RowOutcome],
-    *,
-    reserved: int,
-    final_attempt: bool,
-) -> AddedRows:
-    """Make contacts of the accepted rows (see the module docstring). Rows found to be duplicates
-    of the task's contacts are changed in place to `duplicate`, so the caller's report shows them."""
-    assert task.provider_task_id is not None
+def add_rows(store: Store, task: Task, import_id: str, outcomes: Sequence[RowOutcome], *, reserved: int) -> AddedRows:
+    """Store the accepted rows as queued contacts (see the module docstring). Rows found to be
+    duplicates of the task's contacts are changed in place to `duplicate`, so the caller's report
+    shows them."""
     result = AddedRows()
     accepted = [o for o in outcomes if o.status == ACCEPTED]
     claims = store.claim_contacts(task.task_id, [_contact_item(o, import_id) for o in accepted])
-
-    to_send: list[RowOutcome] = []
     for outcome, claim in zip(accepted, claims, strict=True):
         previous = claim.previous
         if claim.claimed:
-            to_send.append(outcome)
-            if previous and previous.get("importId") != import_id:  # a rejected/failed contact taken over
-                _bump(result.task_counts, f"contacts.{previous.get('providerStatus')}", -1)
+            if previous and previous.get("importId") != import_id:  # a skipped contact taken over
+                _bump(result.task_counts, f"contacts.{previous.get('state')}", -1)
         elif previous is not None and claim.held_by(import_id, outcome.row):
-            status = str(previous.get("providerStatus"))
-            if status == PENDING:
-                to_send.append(outcome)
-            else:
-                result.provider[outcome.row] = (status, previous.get("providerReason"))
+            pass  # this import's own row, claimed by an earlier delivery of the chunk
         elif previous is not None:
             outcome.status = DUPLICATE
             outcome.reason = "already_in_task"
@@ -206,78 +171,24 @@ def add_rows(
             outcome.message = f"the task already has this number ({where})"
         else:  # the holder vanished between the put and its answer: let the message come again
             raise RuntimeError(f"contact of row {outcome.row} changed while being claimed; try again")
-
-    batch_size = provider.limits.batch_size
-    for start in range(0, len(to_send), batch_size):
-        batch = to_send[start : start + batch_size]
-        answers = _send(provider, task.provider_task_id, batch, final_attempt=final_attempt)
-        store.set_contact_outcomes(
-            task.task_id,
-            import_id,
-            [
-                {"e164": o.e164, "providerStatus": status, "providerReason": reason, "providerRef": ref}
-                for o, (status, reason, ref) in zip(batch, answers, strict=True)
-            ],
-        )
-        for o, (status, reason, _) in zip(batch, answers, strict=True):
-            result.provider[o.row] = (status, reason)
-
     return tally(outcomes, result, reserved)
 
 
 def tally(outcomes: Sequence[RowOutcome], result: AddedRows, reserved: int) -> AddedRows:
-    """Count the rows by outcome and reason, and the accepted ones by provider status; what was
-    reserved and is not at the provider is `unused` (given back to the task and the account)."""
+    """Count the rows by outcome and reason; what was reserved and not stored is `unused` (given
+    back to the task and the account)."""
     for outcome in outcomes:
         _bump(result.job_counts, "rows")
         _bump(result.job_counts, outcome.status)
         if outcome.status != ACCEPTED:
             _bump(result.reasons, outcome.reason or outcome.status)
-            continue
-        status, _ = result.provider[outcome.row]
-        _bump(result.job_counts, "provider" + status.capitalize())
-        _bump(result.task_counts, f"contacts.{status}")
-    added = sum(1 for status, _ in result.provider.values() if status == ADDED)
-    result.unused = reserved - added
+    accepted = result.job_counts.get(ACCEPTED, 0)
+    if accepted:
+        _bump(result.task_counts, f"contacts.{ContactState.QUEUED}", accepted)
+    result.unused = reserved - accepted
     if result.unused:
         result.task_counts["numbersUsed"] = -result.unused
     return result
-
-
-def _send(
-    provider: Provider, provider_task_id: str, batch: Sequence[RowOutcome], *, final_attempt: bool
-) -> list[tuple[str, str | None, str | None]]:
-    """(provider status, reason, provider ref) for each contact of one batch."""
-    specs = [o.contact for o in batch]
-    try:
-        answers: list[ContactOutcome] = provider.add_contacts(provider_task_id, specs)  # type: ignore[arg-type]
-    except ProviderError as exc:
-        if exc.retryable and not final_attempt:
-            raise
-        logger.warning(
-            "provider failed a batch of contacts",
-            extra={"provider": provider.key, "contacts": len(batch), "code": exc.provider_code},
-        )
-        return [(FAILED, exc.message, None)] * len(batch)
-    by_number: Mapping[str, ContactOutcome] = {a.e164: a for a in answers}
-    found: list[tuple[str, str | None, str | None]] = []
-    for o in batch:
-        answer = by_number.get(o.e164 or "")
-        if answer is None:
-            found.append((FAILED, "the provider gave no answer for this contact", None))
-        elif answer.accepted:
-            found.append((ADDED, None, answer.provider_ref))
-        else:
-            found.append((REJECTED, answer.reason or "rejected by the provider", answer.provider_ref))
-    return found
-
-
-def report_reason(outcome: RowOutcome, provider_answer: tuple[str, str | None] | None) -> RowOutcome:
-    """For the report: an accepted row the provider refused says so in its reason and message."""
-    if outcome.status == ACCEPTED and provider_answer and provider_answer[0] in (REJECTED, FAILED):
-        outcome.reason = f"provider_{provider_answer[0]}"
-        outcome.message = provider_answer[1]
-    return outcome
 
 
 def invalidate(outcome: RowOutcome, reason: str, message: str) -> None:

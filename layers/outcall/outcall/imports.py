@@ -12,19 +12,20 @@ plan
     the set of numbers seen; a planner that dies is simply run again: it writes the same chunks,
     reserves nothing twice and re-queues chunks that workers skip once done.
 chunk
-    A worker leases the chunk (a duplicate delivery waits), makes contacts of its accepted rows
-    (contacts.add_rows: conditional puts, then the provider in its batch size), writes the chunk's
-    part of the report and finishes the chunk in one transaction that adds its counts to the job
-    and the task. Workers run in parallel; a crashed one leaves the chunk to its next delivery,
-    which finds the contacts it had claimed (and the ones the provider already has) and carries on.
+    A worker leases the chunk (a duplicate delivery waits), stores its accepted rows as queued
+    contacts (contacts.add_rows: one conditional put per row; no provider is called: the dispatcher
+    releases contacts while the task runs), writes the chunk's part of the report and finishes the
+    chunk in one transaction that adds its counts to the job and the task. Workers run in parallel;
+    a crashed one leaves the chunk to its next delivery, which finds the contacts it had claimed and
+    carries on.
 finish
     When every chunk is done, the parts become `reports/<importId>.csv` (streamed, in row order)
     and the job gets its final status.
 
 Statuses: `waiting` (an upload URL was given, no file yet), `queued`, `running`, then
-`completed` (every row has its outcome and every accepted contact is at the provider), `partial`
-(every row read has its outcome, but the provider refused or failed some contacts, or the file
-broke off at a row, or the task went away: `error` says which) or `failed` (nothing imported:
+`completed` (every row has its outcome and every accepted row is a queued contact), `partial`
+(every row read has its outcome, but the file broke off at a row, or the task went away: `error`
+says which) or `failed` (nothing imported:
 the file could not be read, or the task cannot take contacts).
 """
 
@@ -66,12 +67,11 @@ from outcall.contacts import (
     invalidate,
     limit_message,
     number_limits,
-    report_reason,
     tally,
     task_refusal,
 )
 from outcall.errors import Conflict, NotFound, Unprocessable
-from outcall.models import CallListFile, Contact, ImportJob, InputModel, Model, Task
+from outcall.models import CallListFile, Contact, ContactState, ImportJob, InputModel, Model, Task
 from outcall.observability import logger, metrics
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
@@ -208,7 +208,7 @@ def report_key(import_id: str) -> str:
 def final_status(job: ImportJob) -> str:
     if job.error and job.accepted == 0 and job.duplicate == 0:
         return "failed"
-    if job.error or job.provider_rejected or job.provider_failed:
+    if job.error:
         return "partial"
     return "completed"
 
@@ -238,11 +238,11 @@ def _decode_chunk(data: bytes) -> tuple[Columns, list[RowOutcome]]:
     return columns, outcomes
 
 
-def _report_part(outcomes: list[RowOutcome], header: tuple[str, ...], added: AddedRows) -> bytes:
+def _report_part(outcomes: list[RowOutcome], header: tuple[str, ...]) -> bytes:
     text = io.StringIO()
     with ReportWriter(text, header, write_header=False) as writer:
         for outcome in outcomes:
-            writer.write(report_reason(outcome, added.provider.get(outcome.row)))
+            writer.write(outcome)
     return text.getvalue().encode()
 
 
@@ -267,12 +267,16 @@ class Importer:
         send: Callable[[ImportMessage], None],
         *,
         spool_dir: str | None = None,
+        on_contacts: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_contacts(task id)` is told when contacts were added to a running task (its dispatcher
+        releases them)."""
         self.store = store
         self.bucket = bucket
         self.providers = providers
         self.send = send
         self.spool_dir = spool_dir
+        self.on_contacts = on_contacts
 
     # ------------------------------------------------------------ reads
     def get(self, import_id: str) -> ImportJob:
@@ -331,7 +335,7 @@ class Importer:
         )
         self.store.create_import(job)
         self._reserve_or_refuse(job, task, provider, accepted, len(outcomes))
-        added = add_rows(self.store, provider, task, job.import_id, outcomes, reserved=accepted, final_attempt=True)
+        added = add_rows(self.store, task, job.import_id, outcomes, reserved=accepted)
         self._finish_chunk(job, task, 0, added)
         job = self._close(job.import_id) or job
         results = [
@@ -341,8 +345,6 @@ class Importer:
                 e164=o.e164,
                 reason=o.reason,
                 message=o.message,
-                provider_status=added.provider.get(o.row, (None, None))[0],
-                provider_reason=added.provider.get(o.row, (None, None))[1],
             )
             for o in outcomes
         ]
@@ -355,9 +357,7 @@ class Importer:
             accepted=job.accepted,
             duplicate=job.duplicate,
             invalid=job.invalid,
-            provider_added=job.provider_added,
-            provider_rejected=job.provider_rejected,
-            provider_failed=job.provider_failed,
+            queued=job.accepted,
             contacts=results,
         )
 
@@ -460,11 +460,15 @@ class Importer:
         return job
 
     def _export_contacts(self, job: ImportJob, source_task_id: str) -> ImportJob:
-        """Write the source task's contacts (those its provider has) as a call list under work/:
-        mobile (E.164), name, company, externalId and one column per variable. Run again after a
-        crash, it writes the same file."""
+        """Write the source task's contacts (all but those skipped: the provider refused them) as a call
+        list under work/: mobile (E.164), name, company, externalId and one column per variable. Run
+        again after a crash, it writes the same file."""
+
+        def clonable() -> Iterator[dict[str, Any]]:
+            return (c for c in self.store.iter_contacts(source_task_id) if c.get("state") != ContactState.SKIPPED)
+
         variables: dict[str, None] = {}
-        for contact in self.store.iter_contacts(source_task_id, status="added"):
+        for contact in clonable():
             variables.update(dict.fromkeys(contact.get("variables") or {}))
         header = ["mobile", "name", "company", "externalId", *variables]
 
@@ -472,7 +476,7 @@ class Importer:
             text = io.StringIO()
             writer = csv.writer(text, lineterminator="\r\n")
             writer.writerow(header)
-            for contact in self.store.iter_contacts(source_task_id, status="added"):
+            for contact in clonable():
                 values = contact.get("variables") or {}
                 writer.writerow(
                     [contact["e164"], contact.get("name"), contact.get("company"), contact.get("externalId")]
@@ -637,18 +641,8 @@ class Importer:
             added = tally(outcomes, AddedRows(), reserved)
             self.store.update_import(job.import_id, {"error": refusal})
         else:
-            added = add_rows(
-                self.store,
-                provider,
-                task,
-                job.import_id,
-                outcomes,
-                reserved=reserved,
-                final_attempt=attempt >= MAX_RECEIVES,
-            )
-        self.bucket.put(
-            part_key(job.import_id, chunk), _report_part(outcomes, columns.header, added), REPORT_CONTENT_TYPE
-        )
+            added = add_rows(self.store, task, job.import_id, outcomes, reserved=reserved)
+        self.bucket.put(part_key(job.import_id, chunk), _report_part(outcomes, columns.header), REPORT_CONTENT_TYPE)
         self._finish_chunk(job, task, chunk, added)
         logger.info(
             "chunk done",
@@ -656,6 +650,11 @@ class Importer:
         )
 
     def _finish_chunk(self, job: ImportJob, task: Task | None, chunk: int, added: AddedRows) -> None:
+        self._record_chunk(job, task, chunk, added)
+        if task is not None and task.status == "running" and added.job_counts.get(ACCEPTED) and self.on_contacts:
+            self.on_contacts(task.task_id)
+
+    def _record_chunk(self, job: ImportJob, task: Task | None, chunk: int, added: AddedRows) -> None:
         # A deleted task gave its numbers (this chunk's reservation included) back when it went.
         extra = []
         if task is not None:

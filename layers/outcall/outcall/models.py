@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -87,11 +88,47 @@ class CallingWindow(InputModel):
         return sorted(set(value))
 
 
+RetryOutcome = Literal["no-answer", "busy", "rejected", "failed", "canceled"]
+
+
+class RetryRule(InputModel):
+    attempts: int = Field(ge=0, le=10, description="calls after one that ended with this outcome")
+    delay_minutes: int = Field(ge=1, le=10080, description="minutes before the contact is due again")
+
+
+class RetryPolicy(InputModel):
+    """Retries decided by outcall, the same on every provider: after a call ends with an outcome
+    named here, the contact goes back in the hopper, due `delayMinutes` later, while its calls
+    with that outcome stay under `attempts` and all its calls under `maxAttempts`."""
+
+    max_attempts: int = Field(3, ge=1, le=20, description="calls per contact over all outcomes")
+    outcomes: dict[RetryOutcome, RetryRule] = Field(default_factory=dict)
+
+
 class TaskSettings(InputModel):
     caller_ids: list[str] = Field(default_factory=list)
     concurrency: int = Field(1, ge=1, le=1000)
     ring_timeout_seconds: int = Field(30, ge=5, le=120)
-    retry: RetryStrategy | None = None
+    retry: RetryStrategy | None = Field(
+        None,
+        description="shorthand for retryPolicy: `rounds` retries of no-answer, busy and failed calls, "
+        "`intervalMinutes` apart (retryPolicy wins when both are given)",
+    )
+    retry_policy: RetryPolicy | None = None
+    hopper_level: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="at most this many contacts released and not finished at the provider (default: 2 x concurrency)",
+    )
+    release_mode: Literal["paced", "direct"] = Field(
+        "paced",
+        description="`direct`: every callable contact is released at start, for provider engines that pace "
+        "by agents themselves (aliyun predictive)",
+    )
+    provider_redial: bool = Field(
+        False, description="let the provider redial by its own rules too (off: outcall decides every retry)"
+    )
     calling_window: CallingWindow | None = None
     auto_start_at: datetime | None = None
     auto_stop_at: datetime | None = None
@@ -106,6 +143,10 @@ class Task(Model):
     status: TaskStatus = "ready"
     settings: TaskSettings = Field(default_factory=lambda: TaskSettings.model_validate({}))
     provider_task_id: str | None = None
+    provider_state: str | None = Field(
+        default=None, description="what the provider was last told: running, paused or stopped"
+    )
+    provider_note: str | None = Field(default=None, description="why the provider could not follow the last change")
     auto_delete: bool = False
     created_at: datetime
     updated_at: datetime
@@ -142,12 +183,19 @@ class ContactOutcome(Model):
     already_held: bool = False
 
 
-ContactProviderStatus = Literal["pending", "added", "rejected", "failed"]
+class ContactState(StrEnum):
+    """Where a contact is in the dialing engine (see dispatch.py)."""
+
+    QUEUED = "queued"  # waits in the hopper; `dueAt` says from when it may be released
+    RELEASING = "releasing"  # a dispatcher is handing it to the provider (attempt counted, answer not yet kept)
+    RELEASED = "released"  # at the provider, its call not ended yet
+    DONE = "done"  # final: `outcome` is how its last call ended
+    SKIPPED = "skipped"  # final without a call: `skipReason` says why
 
 
 class Contact(Model):
-    """A contact of a task: one per E.164 number. `providerStatus` says whether the provider has it;
-    `callStatus` is the status of its latest call."""
+    """A contact of a task: one per E.164 number. `state` is its place in the dialing engine,
+    `attempts` how often it was released, `callStatus` the status of its latest call."""
 
     task_id: str
     e164: str
@@ -157,9 +205,15 @@ class Contact(Model):
     variables: dict[str, str] = Field(default_factory=dict)
     import_id: str
     row: int = Field(description="the row of the call list (or position in the JSON request, from 1)")
-    provider_status: ContactProviderStatus
-    provider_reason: str | None = None
+    state: ContactState = ContactState.QUEUED
+    attempts: int = 0
+    due_at: datetime | None = Field(default=None, description="queued: not released before this time")
+    released_at: datetime | None = None
+    outcome: str | None = Field(default=None, description="done: how its last call ended")
+    skip_reason: str | None = None
+    last_error: str | None = Field(default=None, description="why the last release did not reach the provider")
     provider_ref: str | None = None
+    outcome_counts: dict[str, int] = Field(default_factory=dict, description="ended calls by outcome")
     call_status: CallStatus | None = None
     call_record_id: str | None = None
     created_at: datetime
@@ -201,9 +255,6 @@ class ImportJob(Model):
     duplicate: int = 0
     invalid: int = 0
     reasons: dict[str, int] = Field(default_factory=dict, description="duplicate and invalid rows by reason")
-    provider_added: int = 0
-    provider_rejected: int = 0
-    provider_failed: int = 0
     report_key: str | None = None
     report_url: str | None = Field(default=None, description="a short-lived link to the row-level report")
     error: str | None = None

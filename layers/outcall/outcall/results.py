@@ -79,10 +79,12 @@ class StoredPush(Model):
 class ProcessOutcome(Model):
     calls: dict[str, int] = Field(default_factory=dict)
     lifecycle: int = 0
+    ended_tasks: list[str] = Field(default_factory=list, description="tasks whose contacts finished an attempt")
 
 
 class PollOutcome(Model):
     provider: str
+    ended_tasks: list[str] = Field(default_factory=list)
     events: int = 0
     pages: int = 0
     outcomes: dict[str, int] = Field(default_factory=dict)
@@ -187,9 +189,15 @@ def _lower_ranks(status: str) -> list[str]:
 
 
 def record_event(
-    store: Store, event: CallEvent, *, task_cache: dict[tuple[str, str], str | None] | None = None
+    store: Store,
+    event: CallEvent,
+    *,
+    task_cache: dict[tuple[str, str], str | None] | None = None,
+    ended: set[str] | None = None,
 ) -> Outcome:
-    """Apply one CallEvent: the call record, the task's counts, the call's history."""
+    """Apply one CallEvent: the call record, the task's counts, the call's history, and the task's
+    contact (dispatch.on_call_event). A task whose contact's attempt ended is added to `ended`: its
+    dispatcher has room for more."""
     task_id: str | None = None
     if event.provider_task_id:
         cache_key = (event.provider, event.provider_task_id)
@@ -227,9 +235,11 @@ def record_event(
         record.dump(), replaces=_lower_ranks(event.status), count_as=event.status if final else None
     )
     if task_id and event.phone and outcome != "kept":
-        store.record_contact_call(
-            task_id, event.phone, status=event.status, record_id=rid, attempt=event.attempt, final=final
-        )
+        from outcall.dispatch import on_call_event  # the dialing engine: only when a contact moves
+
+        task = store.get_task(task_id)
+        if task is not None and on_call_event(store, task, event, rid) and ended is not None:
+            ended.add(task_id)
     pk = calls_pk(task_id, event.provider, event.provider_task_id)
     history = {
         "recordId": rid,
@@ -273,14 +283,16 @@ def process_events(
     `on_lifecycle` first (its actions are idempotent, so a retried push is safe) and are kept."""
     outcome = ProcessOutcome()
     cache: dict[tuple[str, str], str | None] = {}
+    ended: set[str] = set()
     for event in events:
         if isinstance(event, CallEvent):
-            result = record_event(store, event, task_cache=cache)
+            result = record_event(store, event, task_cache=cache, ended=ended)
             outcome.calls[result] = outcome.calls.get(result, 0) + 1
         else:
             if on_lifecycle is not None:
                 on_lifecycle(event)
             outcome.lifecycle += int(record_lifecycle(store, event))
+    outcome.ended_tasks = sorted(ended)
     return outcome
 
 
@@ -309,15 +321,16 @@ def poll_provider(store: Store, provider: Provider, *, max_pages: int = MAX_POLL
     outcome = PollOutcome(provider=provider.key)
     cursor = store.get_poll_cursor(provider.key)
     cache: dict[tuple[str, str], str | None] = {}
+    ended: set[str] = set()
     for _ in range(max_pages):
         try:
             page = provider.poll_results(cursor)
         except Exception as exc:  # the provider's fault: keep the cursor, try at the next schedule
             outcome.error = f"{type(exc).__name__}: {exc}"[:300]
             logger.warning("poll failed; cursor kept", extra={"provider": provider.key, "error": outcome.error})
-            return outcome
+            break
         for event in page.events:
-            result = record_event(store, event, task_cache=cache)
+            result = record_event(store, event, task_cache=cache, ended=ended)
             outcome.outcomes[result] = outcome.outcomes.get(result, 0) + 1
         outcome.events += len(page.events)
         outcome.pages += 1
@@ -326,6 +339,7 @@ def poll_provider(store: Store, provider: Provider, *, max_pages: int = MAX_POLL
             cursor = page.cursor
         if not page.more:
             break
+    outcome.ended_tasks = sorted(ended)
     return outcome
 
 

@@ -107,8 +107,23 @@ class TaskCounts(Model):
     )
 
 
+class HopperView(Model):
+    """The dialing engine for this task: what waits, what the provider holds, what ended."""
+
+    queued: int = Field(0, description="contacts waiting to be released (due now or later)")
+    released: int = Field(0, description="contacts at the provider whose call has not ended")
+    done: dict[str, int] = Field(default_factory=dict, description="contacts done, by the outcome of their last call")
+    skipped: int = Field(0, description="contacts never released (the provider refused them)")
+    hopper_level: int = Field(description="at most this many released and not finished")
+    release_mode: str
+    next_release_at: datetime | None = Field(
+        None, description="when the next queued contact is due (null: nothing queued)"
+    )
+
+
 class TaskDetail(Task):
     counts: TaskCounts = Field(default_factory=TaskCounts)
+    hopper: HopperView | None = None
 
 
 class TaskPage(Model):
@@ -214,7 +229,12 @@ def validate_auto_times(
 
 
 def task_spec(task: Task) -> TaskSpec:
-    return TaskSpec.model_validate({"name": task.name, "type": task.type, **dict(task.settings)})
+    """The task as its provider gets it. Retries are outcall's (dispatch.retry_decision): the provider's
+    own redial is asked for only with `settings.providerRedial`."""
+    settings = dict(task.settings)
+    if not task.settings.provider_redial:
+        settings["retry"] = None
+    return TaskSpec.model_validate({"name": task.name, "type": task.type, **settings})
 
 
 def new_task_id() -> str:
@@ -235,13 +255,20 @@ class TaskService:
         providers: ProviderFactory,
         schedules: Schedules | None = None,
         copy_contacts: Callable[[str, str], str] | None = None,
+        dispatch: Callable[[str], object] | None = None,
+        withdraw: Callable[[Task, Provider], int] | None = None,
     ) -> None:
         """`copy_contacts(source task id, new task id)` starts copying contacts for a clone and
-        returns the id of the import doing it."""
+        returns the id of the import doing it; `dispatch(task id)` releases the next wave of a
+        running task (dispatch.Dispatcher.run, or a message that has it run); `withdraw(task,
+        provider)` cancels at the provider what it holds and has not dialled
+        (dispatch.Dispatcher.withdraw)."""
         self.store = store
         self.providers = providers
         self.schedules = schedules
         self.copy_contacts = copy_contacts
+        self.dispatch = dispatch
+        self.withdraw = withdraw
 
     # ------------------------------------------------------------ reads
     def get(self, task_id: str) -> Task:
@@ -255,7 +282,20 @@ class TaskService:
         if found is None:
             raise NotFound(f"no task {task_id!r}")
         task, counts = found
-        return TaskDetail.model_validate({**dict(task), "counts": TaskCounts.model_validate(counts)})
+        from outcall.dispatch import hopper_level
+
+        contacts = counts.get("contacts", {})
+        due = self.store.next_due(task_id)
+        hopper = HopperView(
+            queued=max(0, int(contacts.get("queued", 0))),
+            released=self.store.count_inflight(task.provider, task_id),
+            done={k: int(v) for k, v in counts.get("outcomes", {}).items() if int(v) > 0},
+            skipped=int(contacts.get("skipped", 0)),
+            hopper_level=hopper_level(task),
+            release_mode=task.settings.release_mode,
+            next_release_at=datetime.fromisoformat(due) if due else None,
+        )
+        return TaskDetail.model_validate({**dict(task), "counts": TaskCounts.model_validate(counts), "hopper": hopper})
 
     def list(
         self,
@@ -389,28 +429,73 @@ class TaskService:
                 f"cannot {action} a {current.status} task (allowed from: {', '.join(allowed)})",
                 details={"status": current.status, "action": action, "allowedFrom": allowed},
             )
-        provider: Provider | None = None
-        if action in ("start", "pause", "stop"):
-            provider = self._task_provider(current.provider)
-            if action == "pause" and not provider.capabilities.pause:
-                raise NotSupported(provider.key, "pause")
+        provider = self._task_provider(current.provider) if action != "fail" else None
         claimed = self._claim(current, action)
-        try:
-            if provider is not None and current.provider_task_id:
-                operation = {"start": provider.start_task, "pause": provider.pause_task, "stop": provider.stop_task}
-                operation[action](current.provider_task_id)
-        except Exception as exc:
-            self.store.release_task(task_id, claimed.version)
-            if isinstance(exc, ProviderError):
-                logger.warning(
-                    "provider refused a transition",
-                    extra={"taskId": task_id, "action": action, "provider": exc.provider, "code": exc.provider_code},
-                )
-            raise
+        if action == "start":
+            return self._start(current, claimed, provider)
+        # pause, stop, complete, fail: releases stop at once (the status changes first), then the provider
         task = self.store.finish_task(task_id, claimed.version, {"status": target, "updatedAt": utcnow().isoformat()})
         self._after_transition(task, action)
+        if provider is not None and task.provider_task_id:
+            task = self._quiet_provider(task, provider, action)
         logger.info("task transition", extra={"taskId": task_id, "action": action, "status": target})
         return task
+
+    def _start(self, current: Task, claimed: Task, provider: Provider | None) -> Task:
+        """Start (or resume) at the provider first: when it fails the task keeps its status (502).
+        Then the first wave of contacts is released."""
+        resume_at_provider = current.status == "ready" or current.provider_state in ("paused", "stopped")
+        try:
+            if provider is not None and current.provider_task_id and resume_at_provider:
+                provider.start_task(current.provider_task_id)
+        except Exception as exc:
+            self.store.release_task(current.task_id, claimed.version)
+            if isinstance(exc, ProviderError):
+                logger.warning(
+                    "provider refused a start",
+                    extra={"taskId": current.task_id, "provider": exc.provider, "code": exc.provider_code},
+                )
+            raise
+        changes = {"status": "running", "providerState": "running", "providerNote": None}
+        task = self.store.finish_task(current.task_id, claimed.version, changes | {"updatedAt": utcnow().isoformat()})
+        self._after_transition(task, "start")
+        logger.info("task transition", extra={"taskId": task.task_id, "action": "start", "status": "running"})
+        if self.dispatch is not None:
+            self.dispatch(task.task_id)
+        return task
+
+    def _quiet_provider(self, task: Task, provider: Provider, action: str) -> Task:
+        """Tell the provider: pause where it can pause (otherwise withdraw what it holds and has not
+        dialled, where it can); stop where it can stop (otherwise pause, otherwise withdraw); a
+        completed task is stopped there when the provider can. What the provider still dials after
+        this is at most what was released before (the hopper level): README "Dialing engine"."""
+        assert task.provider_task_id is not None
+        steps: list[tuple[str, Callable[[], object]]] = []
+        ptid = task.provider_task_id
+        if action == "pause":
+            steps = [("paused", lambda: provider.pause_task(ptid))]
+        elif action in ("stop", "complete"):
+            steps = [("stopped", lambda: provider.stop_task(ptid)), ("paused", lambda: provider.pause_task(ptid))]
+        if action in ("pause", "stop") and self.withdraw is not None:
+            withdraw = self.withdraw
+            steps.append(("withdrawn", lambda: withdraw(task, provider)))
+        note: str | None = None
+        state: str | None = None
+        for name, step in steps:
+            try:
+                step()
+            except NotSupported:
+                continue
+            except ProviderError as exc:
+                note = f"{action}: the provider refused ({exc.message})"[:500]
+                logger.warning("provider refused a transition", extra={"taskId": task.task_id, "action": action})
+                break
+            state = name if name != "withdrawn" else task.provider_state
+            break
+        else:
+            note = f"{action}: {provider.key} can neither pause nor withdraw; it finishes what was released"
+        changes = {"providerState": state or task.provider_state, "providerNote": note}
+        return self.store.set_task_fields(task.task_id, changes) or task
 
     def on_schedule(self, event: ScheduleEvent) -> ScheduleOutcome:
         """An auto start/stop schedule fired. Nothing happens for a deleted task, a task already
@@ -433,14 +518,20 @@ class TaskService:
         return ScheduleOutcome(handled=True, reason=f"auto {event.action}", task_id=task.task_id, status=task.status)
 
     def on_provider_status(self, event: TaskLifecycleEvent) -> ScheduleOutcome | None:
-        """A provider says one of its tasks finished (nxcloud and airudder push it): the task here
-        completes (or fails) too. Anything else, or a task already final here, changes nothing."""
+        """A provider says one of its tasks finished (nxcloud and airudder push it). outcall decides
+        completion from the results it records, so a finished task at the provider only makes the
+        dispatcher look at the task (it completes it when nothing is queued or in flight); a provider
+        that says its task failed fails the task here."""
         action = PROVIDER_FINISHED.get((event.status or "").lower())
         if event.kind != "task-status" or action is None or not event.provider_task_id:
             return None
         task_id = self.store.task_id_for(event.provider, event.provider_task_id)
         if task_id is None:
             return None
+        if action == "complete":
+            if self.dispatch is not None:
+                self.dispatch(task_id)
+            return ScheduleOutcome(handled=True, reason=f"provider says {event.status}: dispatch", task_id=task_id)
         try:
             task = self.transition(task_id, action)
         except (Conflict, NotFound) as exc:
@@ -448,6 +539,13 @@ class TaskService:
         return ScheduleOutcome(
             handled=True, reason=f"provider says {event.status}", task_id=task_id, status=task.status
         )
+
+    def complete(self, task_id: str) -> Task | None:
+        """Every contact of a running task has its outcome and nothing is queued (the dispatcher saw it)."""
+        try:
+            return self.transition(task_id, "complete")
+        except (Conflict, NotFound):
+            return None
 
     # ------------------------------------------------------------ delete and clone
     def delete(self, task_id: str) -> None:
@@ -534,12 +632,17 @@ def default_service(copy_contacts: Callable[[str, str], str] | None = None) -> T
     """The service of this Lambda environment: default store, provider settings from the secret,
     the task schedules."""
     from outcall.config import provider_settings
+    from outcall.dispatch import request_dispatch
     from outcall.providers import get_provider
     from outcall.schedules import TaskSchedules
     from outcall.store import default_store
 
     return TaskService(
-        default_store(), lambda key: get_provider(key, provider_settings()), TaskSchedules(), copy_contacts
+        default_store(),
+        lambda key: get_provider(key, provider_settings()),
+        TaskSchedules(),
+        copy_contacts,
+        dispatch=lambda task_id: request_dispatch(task_id, "provider finished its task"),
     )
 
 

@@ -7,7 +7,9 @@ One table, keys `pk`/`sk`, one GSI (`gsi1pk`/`gsi1sk`) and a TTL attribute `expi
 | API token     | TOKEN#<sha256>      | TOKEN               | TOKENS        | <createdAt>#<name>    |
 | import job    | IMPORT#<importId>   | IMPORT              | TASK#<taskId> | IMPORT#<createdAt>    |
 | import chunk  | IMPORT#<importId>   | CHUNK#<n>           | -             | -                     |
-| contact       | CONTACTS#<taskId>   | CONTACT#<e164>      | -             | -                     |
+| contact       | CONTACTS#<taskId>   | CONTACT#<e164>      | see hopper.py | see hopper.py         |
+| dispatch lease| PROVIDER#<provider> | DISPATCH            | -             | -                     |
+| releases/min  | PROVIDER#<provider> | PACE#<minute>       | -             | -                     |
 | numbers used  | PROVIDER#<provider> | NUMBERS             | -             | -                     |
 | task          | TASK#<taskId>       | TASK                | TASKS         | <createdAt>#<taskId>  |
 | task counts   | TASK#<taskId>       | COUNTS              | -             | -                     |
@@ -69,6 +71,7 @@ from functools import lru_cache
 from outcall.store.base import GSI1, StoreBase, decode_page_token, encode_page_token, utcnow
 from outcall.store.calls import CallItems
 from outcall.store.contacts import ContactItems
+from outcall.store.hopper import HopperItems
 from outcall.store.imports import ImportItems
 from outcall.store.meetings import MeetingItems
 from outcall.store.tasks import PENDING_STALE_SECONDS, TaskItems
@@ -86,7 +89,7 @@ __all__ = [
 ]
 
 
-class Store(TokenItems, ImportItems, ContactItems, TaskItems, MeetingItems, CallItems):
+class Store(TokenItems, ImportItems, ContactItems, HopperItems, TaskItems, MeetingItems, CallItems):
     """Every item of the table, one mixin per kind of item."""
 
 

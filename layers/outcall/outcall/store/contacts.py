@@ -15,20 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
+from outcall.models import ContactState
 from outcall.store.base import StoreBase, _dynamo, _is_conditional_failure, _plain, utcnow
-from outcall.store.imports import task_counts_update
-
-PENDING: Final = "pending"  # claimed here, not yet confirmed by the provider
-ADDED: Final = "added"  # the provider has it
-REJECTED: Final = "rejected"  # the provider refused it (its reason is kept)
-FAILED: Final = "failed"  # the provider could not be reached for it
-RETAKEABLE: Final = (REJECTED, FAILED)  # a later import may claim such a number again
 
 WRITE_THREADS = 16  # parallel single-item writes per call (boto3 clients are thread-safe)
 
@@ -52,6 +46,22 @@ class Claim:
 
     def held_by(self, import_id: str, row: int) -> bool:
         return bool(self.previous) and self.previous.get("importId") == import_id and self.previous.get("row") == row  # type: ignore[union-attr]
+
+
+def hopper_pk(task_id: str) -> str:
+    return f"HOPPER#{task_id}"
+
+
+def hopper_sk(due_at: str, e164: str) -> str:
+    return f"{due_at}#{e164}"
+
+
+def inflight_pk(provider: str) -> str:
+    return f"INFLIGHT#{provider}"
+
+
+def inflight_sk(task_id: str, e164: str) -> str:
+    return f"{task_id}#{e164}"
 
 
 def _item_from_wire(wire: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -82,13 +92,12 @@ class ContactItems(StoreBase):
 
     # ------------------------------------------------------------ contacts
     def claim_contacts(self, task_id: str, contacts: Sequence[Mapping[str, Any]]) -> list[Claim]:
-        """Put each contact (camelCase attributes, `e164` required) with status pending, unless
-        the task holds its number already; one Claim per contact, in order. Parallel conditional
-        puts: two imports racing for one number cannot both win it."""
-        client = self.table.meta.client
+        """Put each contact (camelCase attributes, `e164` required) queued in the task's hopper, unless
+        the task holds its number already; one Claim per contact, in order. Parallel conditional puts:
+        two imports racing for one number cannot both win it. A contact that was skipped (the provider
+        refused it) is taken over."""
         pk = self.contacts_pk(task_id)
         now = utcnow().isoformat()
-        values = {":rejected": REJECTED, ":failed": FAILED}
 
         def claim(contact: Mapping[str, Any]) -> Claim:
             item = {
@@ -97,16 +106,21 @@ class ContactItems(StoreBase):
                 "sk": f"CONTACT#{contact['e164']}",
                 "type": "contact",
                 "taskId": task_id,
-                "providerStatus": PENDING,
+                "state": str(ContactState.QUEUED),
+                "attempts": 0,
+                "outcomeCounts": {},
+                "dueAt": now,
+                "gsi1pk": hopper_pk(task_id),
+                "gsi1sk": hopper_sk(now, str(contact["e164"])),
                 "createdAt": now,
                 "updatedAt": now,
             }
             try:
-                answer = client.put_item(
-                    TableName=self.table_name,
+                answer = self.table.put_item(
                     Item={k: v for k, v in item.items() if v is not None},
-                    ConditionExpression="attribute_not_exists(pk) OR providerStatus IN (:rejected, :failed)",
-                    ExpressionAttributeValues=values,
+                    ConditionExpression="attribute_not_exists(pk) OR #state = :skipped",
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues={":skipped": str(ContactState.SKIPPED)},
                     ReturnValues="ALL_OLD",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
@@ -120,92 +134,6 @@ class ContactItems(StoreBase):
 
         return _parallel(claim, contacts)
 
-    def set_contact_outcomes(self, task_id: str, import_id: str, outcomes: Sequence[Mapping[str, Any]]) -> None:
-        """Record the provider's answer on each contact this import holds: `e164`, `providerStatus`,
-        and optionally `providerReason` and `providerRef`. A contact another import has taken
-        since (it failed and was claimed again) is left alone."""
-        client = self.table.meta.client
-        pk = self.contacts_pk(task_id)
-        now = utcnow().isoformat()
-
-        def record(outcome: Mapping[str, Any]) -> None:
-            sets = {"providerStatus": outcome["providerStatus"], "updatedAt": now}
-            removes = []
-            for attr in ("providerReason", "providerRef"):
-                if outcome.get(attr):
-                    sets[attr] = outcome[attr]
-                else:
-                    removes.append(attr)
-            names = {f"#s{i}": name for i, name in enumerate(sets)} | {f"#r{i}": n for i, n in enumerate(removes)}
-            expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets)))
-            if removes:
-                expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
-            try:
-                client.update_item(
-                    TableName=self.table_name,
-                    Key={"pk": pk, "sk": f"CONTACT#{outcome['e164']}"},
-                    UpdateExpression=expression,
-                    ConditionExpression="importId = :me",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={":me": import_id, **{f":s{i}": v for i, v in enumerate(sets.values())}},
-                )
-            except ClientError as exc:
-                if not _is_conditional_failure(exc):
-                    raise
-
-        _parallel(record, outcomes)
-
-    def record_contact_call(
-        self, task_id: str, e164: str, *, status: str, record_id: str, attempt: int, final: bool
-    ) -> bool:
-        """Keep a contact's latest call (`callStatus`, `callRecordId`, `callAttempt`) and, when a
-        call of it ends, move the contact between the task's `outcomes.<status>` counts. A late event
-        of an earlier attempt, or a non-final one after the attempt ended, changes nothing. The
-        contact is read, then written on the condition that it has not changed since (`callVersion`),
-        so parallel events count once. False when nothing was written (no such contact, or stale)."""
-        key = {"pk": self.contacts_pk(task_id), "sk": f"CONTACT#{e164}"}
-        for _ in range(5):
-            item = self._get(key["pk"], key["sk"], consistent=True)
-            if item is None:
-                return False
-            seen_attempt = int(item.get("callAttempt", 0))
-            if attempt < seen_attempt or (attempt == seen_attempt and item.get("callEnded") and not final):
-                return False
-            version = int(item.get("callVersion", 0))
-            old = item.get("callOutcome")
-            sets = {"callStatus": status, "callRecordId": record_id, "callAttempt": attempt, "callEnded": final}
-            if final:
-                sets["callOutcome"] = status
-            names = {f"#s{i}": k for i, k in enumerate(sets)}
-            values: dict[str, Any] = {f":s{i}": v for i, v in enumerate(sets.values())}
-            values |= {":v": version, ":one": 1, ":now": utcnow().isoformat()}
-            update = {
-                "TableName": self.table_name,
-                "Key": key,
-                "UpdateExpression": "SET "
-                + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets)))
-                + ", updatedAt = :now ADD callVersion :one",
-                "ConditionExpression": (
-                    "attribute_exists(pk) AND (attribute_not_exists(callVersion) OR callVersion = :v)"
-                ),
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values,
-            }
-            items: list[dict[str, Any]] = [{"Update": update}]
-            if final and old != status:
-                moves = {f"outcomes.{status}": 1} | ({f"outcomes.{old}": -1} if old else {})
-                counts = task_counts_update(self.table_name, task_id, moves)
-                if counts is not None:
-                    items.append({"Update": counts})
-            try:
-                self.table.meta.client.transact_write_items(TransactItems=items)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                    continue  # changed under us (or gone): read it again
-                raise
-            return True
-        return False
-
     def get_contact(self, task_id: str, e164: str) -> dict[str, Any] | None:
         item = self._get(self.contacts_pk(task_id), f"CONTACT#{e164}", consistent=True)
         return self._strip(item) if item else None
@@ -218,7 +146,7 @@ class ContactItems(StoreBase):
             "KeyConditionExpression": Key("pk").eq(self.contacts_pk(task_id)) & Key("sk").begins_with("CONTACT#"),
         }
         if status:
-            kwargs["FilterExpression"] = Attr("providerStatus").eq(status)
+            kwargs["FilterExpression"] = Attr("state").eq(status)
         found, token = self._query_page(kwargs, limit, next_token, keys=("pk", "sk"))
         return [self._strip(_plain(i)) for i in found], token
 

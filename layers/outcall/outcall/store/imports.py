@@ -33,9 +33,6 @@ JOB_COUNTERS: Final = (
     "accepted",
     "duplicate",
     "invalid",
-    "providerAdded",
-    "providerRejected",
-    "providerFailed",
 )
 
 

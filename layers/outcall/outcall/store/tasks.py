@@ -198,6 +198,27 @@ class TaskItems(StoreBase):
         )
         return self.task_from_item(answer["Attributes"])
 
+    def set_task_fields(self, task_id: str, changes: Mapping[str, Any]) -> Task | None:
+        """Write fields that no claim guards (what the provider was told, and its answer); None when
+        the task is gone."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        expression = update_expression({**changes, "updatedAt": utcnow().isoformat()}, names, values, [], [])
+        try:
+            answer = self.table.update_item(
+                Key=self._task_key(task_id),
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return self.task_from_item(answer["Attributes"])
+
     def release_task(self, task_id: str, version: int) -> None:
         """Give up the operation claimed at `version` and leave the task as it was."""
         try:
