@@ -73,7 +73,6 @@ def importer() -> Importer:
         401,
         404,
         409,
-        502,
         *BODY_ERRORS,
         example=examples.ADD_CONTACTS_RESULT,
         route_key="POST /tasks/{taskId}/contacts",

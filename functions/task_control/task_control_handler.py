@@ -232,7 +232,6 @@ def start_task(task_id: TaskId) -> Task:
         example=examples.TASK,
         notes={
             409: "Not allowed from the task's status (see the README's table), or claimed at the same time",
-            422: "A path parameter is invalid, or the provider cannot pause tasks",
         },
     ),
 )

@@ -61,9 +61,18 @@ TASK_DETAIL: dict[str, Any] = {
     **TASK,
     "status": "running",
     "counts": {
-        "contacts": {"added": 1840, "rejected": 2},
+        "contacts": {"queued": 420, "released": 20, "done": 1398, "skipped": 2},
         "calls": {"completed": 903, "no-answer": 411, "busy": 37},
         "outcomes": {"completed": 903, "no-answer": 398, "busy": 35},
+    },
+    "hopper": {
+        "queued": 420,
+        "released": 20,
+        "done": {"completed": 903, "no-answer": 398, "busy": 35, "failed": 62},
+        "skipped": 2,
+        "hopperLevel": 20,
+        "releaseMode": "paced",
+        "nextReleaseAt": "2030-01-02T09:05:00+08:00",
     },
 }
 TASK_PAGE: dict[str, Any] = {"items": [TASK], "nextToken": "eyJwayI6IlRBU0sjdHNrXzVmMGMyYTllIn0="}
@@ -91,12 +100,10 @@ ADD_CONTACTS_RESULT: dict[str, Any] = {
     "accepted": 2,
     "duplicate": 1,
     "invalid": 1,
-    "providerAdded": 2,
-    "providerRejected": 0,
-    "providerFailed": 0,
+    "queued": 2,
     "contacts": [
-        {"index": 0, "outcome": "accepted", "e164": "+8613800138000", "providerStatus": "added"},
-        {"index": 1, "outcome": "accepted", "e164": "+442079460958", "providerStatus": "added"},
+        {"index": 0, "outcome": "accepted", "e164": "+8613800138000"},
+        {"index": 1, "outcome": "accepted", "e164": "+442079460958"},
         {"index": 2, "outcome": "duplicate", "e164": "+8613800138000", "reason": "duplicate"},
         {"index": 3, "outcome": "invalid", "reason": "too_short", "message": "the number is too short"},
     ],
