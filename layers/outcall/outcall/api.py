@@ -248,11 +248,17 @@ def _nul_paths(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ..
             yield from _nul_paths(item, (*path, str(index)))
 
 
+def parse_json(text: str) -> Any:
+    """JSON text to a value (json.JSONDecodeError when it is not JSON)."""
+    return json.loads(text)
+
+
 def json_body(text: str) -> Any:
-    """The resolvers' JSON body parser: a body that is not JSON is a 400 that says why; a string
-    with a NUL character (never text, and cut short by C libraries and providers) is a 422."""
+    """The resolvers' JSON body parser: a body that is not JSON is a 400 that says why; a value
+    that is not an object, or a string with a NUL character (never text, and cut short by C
+    libraries and providers), is a 422 naming the field."""
     try:
-        value = json.loads(text)
+        value = parse_json(text)
     except json.JSONDecodeError as exc:
         raise OutcallError(f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
     except RecursionError as exc:
