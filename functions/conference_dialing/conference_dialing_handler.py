@@ -60,8 +60,18 @@ def _request_id() -> str:
     tags=["conferences"],
     summary="Register or change a meeting; a new startTime moves every dialing schedule",
     responses={
-        **answers(200, "Changed", MeetingView, 401, 409, 502, *BODY_ERRORS, route_key="PUT /events/{eventId}"),
-        **answers(201, "Registered", MeetingView),
+        **answers(
+            200,
+            "Changed",
+            MeetingView,
+            401,
+            409,
+            502,
+            *BODY_ERRORS,
+            example=examples.MEETING,
+            route_key="PUT /events/{eventId}",
+        ),
+        **answers(201, "Registered", MeetingView, example=examples.MEETING),
     },
     openapi_extensions=limit("PUT /events/{eventId}"),
 )
@@ -77,7 +87,7 @@ def put_event(
     "/events/<eventId>",
     tags=["conferences"],
     summary="A meeting: callees with dial state and result, schedules",
-    responses=answers(200, "The meeting", MeetingView, 401, 404, 422),
+    responses=answers(200, "The meeting", MeetingView, 401, 404, 422, example=examples.MEETING),
 )
 def get_event(event_id: EventId) -> MeetingView:
     return service().view(event_id)

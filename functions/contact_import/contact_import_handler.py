@@ -110,7 +110,7 @@ def add_contacts(
     "/tasks/<taskId>/contacts",
     tags=["contacts"],
     summary="A task's contacts with their latest call status",
-    responses=answers(200, "A page of contacts", ContactPage, 401, 404, 422),
+    responses=answers(200, "A page of contacts", ContactPage, 401, 404, 422, example=examples.CONTACT_PAGE),
 )
 def list_contacts(
     task_id: TaskId,
@@ -133,6 +133,7 @@ def list_contacts(
         404,
         409,
         *BODY_ERRORS,
+        example=examples.UPLOAD_TICKET,
         route_key="POST /tasks/{taskId}/uploads",
         notes={409: "The task cannot take contacts (stopped, completed, failed)"},
     ),
@@ -150,7 +151,7 @@ def create_upload(
     "/tasks/<taskId>/imports",
     tags=["imports"],
     summary="A task's imports, newest first",
-    responses=answers(200, "A page of imports", ImportPage, 401, 404, 422),
+    responses=answers(200, "A page of imports", ImportPage, 401, 404, 422, example=examples.IMPORT_PAGE),
 )
 def list_imports(
     task_id: TaskId,
@@ -164,7 +165,7 @@ def list_imports(
     "/imports/<importId>",
     tags=["imports"],
     summary="Import progress, counts and report link",
-    responses=answers(200, "The import", ImportJob, 401, 404, 422),
+    responses=answers(200, "The import", ImportJob, 401, 404, 422, example=examples.IMPORT_JOB),
 )
 def get_import(import_id: Annotated[str, Path(alias="importId", min_length=1, max_length=64)]) -> ImportJob:
     return importer().get(import_id)

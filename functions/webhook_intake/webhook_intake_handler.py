@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import queues, results
 from outcall.api import OPEN, IsoDateTime, answers, configure, error_body, json_body, limit, resolve
 from outcall.config import Config, provider_settings
+from outcall.examples import CALL_PAGE
 from outcall.models import CallStatus, TaskLifecycleEvent
 from outcall.observability import logger, metrics, tracer
 from outcall.providers import get_provider
@@ -151,7 +152,7 @@ def push_kind(provider: ProviderName, kind: Kind) -> Response[Any]:
         404,
         422,
         content={
-            content_types.APPLICATION_JSON: {"model": results.CallPage},
+            content_types.APPLICATION_JSON: {"model": results.CallPage, "examples": {"example": {"value": CALL_PAGE}}},
             "text/csv": {"schema": {"type": "string"}},
         },
     ),

@@ -270,6 +270,12 @@ def test_every_example_is_valid_for_its_schema(doc: dict[str, Any]) -> None:
     assert checked >= 12
     request_ops = [op for _, _, op in operations(doc) if "requestBody" in op]
     assert all(op["requestBody"]["content"]["application/json"].get("examples") for op in request_ops)
+    # every JSON answer of an operation (the document itself aside) shows one
+    for method, path, op in operations(doc):
+        for status, answer in op["responses"].items():
+            media = answer.get("content", {}).get("application/json")
+            if status.startswith("2") and media and path != "/openapi.json":
+                assert media.get("examples"), (method, path, status)
 
 
 def _seed_pairs(text: str) -> list[tuple[str, str]]:

@@ -158,3 +158,120 @@ QUANSHI_ADD_CALLS_ANSWER: dict[str, Any] = {
     },
     "requestId": "",
 }
+
+# ---------------------------------------------------------------- imports and calls
+
+UPLOAD_TICKET: dict[str, Any] = {
+    "importId": IMPORT_ID,
+    "uploadUrl": f"https://outcall-call-lists-123456789012.s3.amazonaws.com/imports/{TASK_ID}/{IMPORT_ID}/renewals.csv"
+    "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature=...",
+    "method": "PUT",
+    "headers": {"Content-Type": "text/csv"},
+    "objectKey": f"imports/{TASK_ID}/{IMPORT_ID}/renewals.csv",
+    "expiresAt": "2030-01-01T08:15:00Z",
+    "note": "Each PUT of uploadUrl is one import: the first is this importId; a later PUT (a corrected file) starts "
+    "its own import, listed in laterImports of this one. Contacts already in the task count as duplicates.",
+}
+IMPORT_JOB: dict[str, Any] = {
+    "importId": IMPORT_ID,
+    "taskId": TASK_ID,
+    "source": "s3",
+    "status": "completed",
+    "objectKey": f"imports/{TASK_ID}/{IMPORT_ID}/renewals.csv",
+    "filename": "renewals.csv",
+    "defaultRegion": "CN",
+    "file": {"kind": "csv", "header": ["姓名", "手机", "订单号"], "encoding": "utf-8-sig", "delimiter": ","},
+    "rowsRead": 4,
+    "chunks": 1,
+    "chunksDone": 1,
+    "rows": 4,
+    "accepted": 2,
+    "duplicate": 1,
+    "invalid": 1,
+    "reasons": {"duplicate": 1, "too_short": 1},
+    "reportUrl": "https://outcall-call-lists-123456789012.s3.amazonaws.com/reports/imp_8d1e0b6f2c4a9e7d3b5f1a0c.csv?...",
+    "laterImports": ["imp_41c0e2a9b8d7f6e5c4b3a291"],
+    "createdAt": NOW,
+    "updatedAt": "2030-01-01T08:00:09Z",
+    "startedAt": "2030-01-01T08:00:03Z",
+    "finishedAt": "2030-01-01T08:00:09Z",
+}
+IMPORT_PAGE: dict[str, Any] = {"items": [IMPORT_JOB], "nextToken": None}
+CONTACT_PAGE: dict[str, Any] = {
+    "items": [
+        {
+            "taskId": TASK_ID,
+            "e164": "+8613800138000",
+            "name": "张三",
+            "externalId": "A-1",
+            "variables": {"plan": "gold"},
+            "importId": IMPORT_ID,
+            "row": 2,
+            "state": "done",
+            "attempts": 1,
+            "outcome": "completed",
+            "callStatus": "completed",
+            "createdAt": NOW,
+            "updatedAt": "2030-01-02T09:07:41Z",
+        }
+    ],
+    "nextToken": None,
+}
+CALL_PAGE: dict[str, Any] = {
+    "items": [
+        {
+            "recordId": "nxcloud#9f1c2e7a",
+            "taskId": TASK_ID,
+            "provider": "nxcloud",
+            "providerCallId": "9f1c2e7a",
+            "phone": "+86138****8000",
+            "attempt": 1,
+            "status": "completed",
+            "startedAt": "2030-01-02T09:06:58Z",
+            "answeredAt": "2030-01-02T09:07:04Z",
+            "endedAt": "2030-01-02T09:07:41Z",
+            "durationSeconds": 37,
+            "firstSeenAt": "2030-01-02T09:07:42Z",
+            "updatedAt": "2030-01-02T09:07:42Z",
+        }
+    ],
+    "nextToken": None,
+}
+MEETING: dict[str, Any] = {
+    "eventId": "542818",
+    "title": "Q1 results call",
+    "startTime": "2030-01-15T02:00:00Z",
+    "provider": "quanshi",
+    "durationMinutes": 60,
+    "status": "scheduled",
+    "revision": 1,
+    "createdAt": NOW,
+    "updatedAt": NOW,
+    "version": 1,
+    "callees": [
+        {
+            "calleeId": "20e9b314baef71bf7c035a43",
+            "name": "user1",
+            "company": "quanshi.com",
+            "countryCode": "86",
+            "mobile": "18100000030",
+            "areaCode": "",
+            "phone": "",
+            "role": 0,
+            "e164": "+8618100000030",
+            "beforeMinutes": 30,
+            "dialState": "pending",
+            "createdAt": NOW,
+            "updatedAt": NOW,
+            "dueAt": "2030-01-15T01:30:00Z",
+        }
+    ],
+    "schedules": [
+        {
+            "name": "conf-542818-20300115T013000Z",
+            "dueAt": "2030-01-15T01:30:00Z",
+            "revision": 1,
+            "expression": "at(2030-01-15T01:30:00)",
+        }
+    ],
+}
