@@ -39,6 +39,7 @@ from outcall.models import (
     DialOutcome,
     DialResult,
     InputModel,
+    IsoDateTime,
     Meeting,
     MeetingCallee,
     MeetingSchedule,
@@ -73,7 +74,7 @@ class ConferenceScheduler(Protocol):
 
 class PutMeetingRequest(InputModel):
     title: str = Field(min_length=1, max_length=200)
-    start_time: datetime = Field(description="ISO 8601 with an offset, e.g. 2030-01-01T09:00:00+08:00")
+    start_time: IsoDateTime = Field(description="ISO 8601 with an offset, e.g. 2030-01-01T09:00:00+08:00")
     provider: ProviderKey = Field("quanshi", description="quanshi, or any provider that can dial callees now")
     caller_id: str | None = Field(None, max_length=32)
     duration_minutes: int = Field(DEFAULT_DURATION_MINUTES, ge=1, le=1440, description="when the meeting ends")
@@ -116,7 +117,11 @@ class AddCallsRequest(InputModel):
     )
 
     token: str | None = Field(None, description="accepted for compatibility, ignored")
-    event_id: str | None = Field(None, description="when given, must be the eventId of the path")
+    event_id: str | None = Field(
+        None,
+        description="when given, must be the eventId of the path (a number, as Quanshi sends it, or a string)",
+        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+    )
     before_minutes: int = Field(30, ge=0, le=60, description="minutes before the start to dial")
     call_list: list[CallListEntry] = Field(min_length=1, max_length=10_000)
 

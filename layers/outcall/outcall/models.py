@@ -3,12 +3,13 @@ and what providers take and give. JSON is camelCase; Python attributes are snake
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 ProviderKey = Literal["quanshi", "xswitch", "aliyun", "nxcloud", "airudder"]
@@ -24,6 +25,17 @@ CallStatus = Literal[
 FINAL_CALL_STATUSES: frozenset[str] = frozenset({"no-answer", "busy", "rejected", "failed", "canceled", "completed"})
 ContactOutcomeKind = Literal["accepted", "duplicate", "invalid"]
 ImportStatus = Literal["waiting", "queued", "running", "completed", "partial", "failed"]
+
+
+def _iso_only(value: Any) -> Any:
+    """pydantic reads a number (`0`, `"0.5"`) as a Unix time; the API takes ISO 8601 only."""
+    if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+(\.\d*)?\s*", value)):
+        raise ValueError("an ISO 8601 date-time, e.g. 2030-01-01T09:00:00+08:00")
+    return value
+
+
+# A date-time as the OpenAPI document says it (`format: date-time`): ISO 8601 text, never a number.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 class Model(BaseModel):
@@ -246,6 +258,12 @@ class ImportJob(Model):
     report_key: str | None = None
     report_url: str | None = Field(default=None, description="a short-lived link to the row-level report")
     error: str | None = None
+    upload_of: str | None = Field(
+        default=None, description="for a later PUT of an upload URL: the import that URL was given with"
+    )
+    later_imports: list[str] = Field(
+        default_factory=list, description="imports started by later PUTs of this import's upload URL, in order"
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None
