@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from outcall.api import configure
+from outcall.api import configure, read_json
 from outcall.conferences import (
     AddCallsAnswer,
     AddCallsRequest,
@@ -29,7 +29,7 @@ from outcall.providers.base import Provider
 from outcall.schedules import ConferenceSchedules
 from outcall.store import default_store, utcnow
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=read_json)
 configure(app)
 
 EventId = Annotated[str, Path(alias="eventId", pattern=r"^[A-Za-z0-9_-]{1,40}$")]

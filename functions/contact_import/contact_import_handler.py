@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import queues
-from outcall.api import configure
+from outcall.api import configure, read_json
 from outcall.bucket import CallListBucket
 from outcall.config import Config, provider_settings
 from outcall.contacts import AddContactsRequest, AddContactsResult, ContactPage
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BatchProcessor
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=read_json)
 configure(app)
 
 TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import queues
-from outcall.api import configure
+from outcall.api import configure, read_json
 from outcall.config import Config, provider_settings
 from outcall.idempotency import once_per_key
 from outcall.models import ProviderKey, Task, TaskStatus
@@ -34,7 +34,7 @@ from outcall.tasks import (
     UpdateTaskRequest,
 )
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=read_json)
 configure(app)
 
 TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]

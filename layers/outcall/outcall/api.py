@@ -12,10 +12,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import ValidationError
 
 from outcall.errors import OutcallError
+from outcall.limits import read_json
 from outcall.observability import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.openapi.models import SecurityScheme
+
+__all__ = ["API_DESCRIPTION", "API_TITLE", "API_VERSION", "configure", "error_body", "read_json", "security_schemes"]
 
 API_TITLE = "outcall"
 API_VERSION = "1.0.0"
@@ -40,10 +43,23 @@ def error_body(app: APIGatewayHttpResolver, code: str, message: str, **extra: An
     return {"code": code, "message": message, "requestId": request_id, **extra}
 
 
+LOC_PART_CHARS = 64  # a field path names what the caller sent: a 10 KB key is not echoed whole
+
+
+def _loc_part(part: Any) -> str:
+    text = str(part)
+    return text if len(text) <= LOC_PART_CHARS else text[:LOC_PART_CHARS] + "..."
+
+
 def _validation_errors(errors: Any) -> list[dict[str, Any]]:
     out = []
     for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        if err.get("type") == "json_invalid":  # loc is ("body", position): name the body and say why
+            reason = str((err.get("ctx") or {}).get("error") or "")[:200]
+            message = f"the body is not valid JSON ({reason})" if reason else "the body is not valid JSON"
+            out.append({"field": "body", "message": message, "type": "json_invalid"})
+            continue
+        loc = [_loc_part(p) for p in err.get("loc", ()) if p not in ("body",)]
         out.append({"field": ".".join(loc), "message": err.get("msg", ""), "type": err.get("type", "")})
     return out
 

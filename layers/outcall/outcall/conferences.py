@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from outcall import limits
 from outcall.errors import Conflict, NotFound, ProviderError, Unprocessable
 from outcall.models import (
     DialOutcome,
@@ -96,8 +97,10 @@ class AddCallsRequest(InputModel):
         alias_generator=to_camel, populate_by_name=True, extra="forbid", coerce_numbers_to_str=True
     )
 
-    token: str | None = Field(None, description="accepted for compatibility, ignored")
-    event_id: str | None = Field(None, description="when given, must be the eventId of the path")
+    token: str | None = Field(None, max_length=limits.TOKEN_CHARS, description="accepted for compatibility, ignored")
+    event_id: str | None = Field(
+        None, max_length=limits.ID_CHARS, description="when given, must be the eventId of the path"
+    )
     before_minutes: int = Field(30, ge=0, le=60, description="minutes before the start to dial")
     call_list: list[CallListEntry] = Field(min_length=1, max_length=10_000)
 

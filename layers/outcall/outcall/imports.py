@@ -70,7 +70,7 @@ from outcall.contacts import (
     task_refusal,
 )
 from outcall.errors import Conflict, NotFound, Unprocessable
-from outcall.models import CallListFile, Contact, ImportJob, InputModel, Model, Task
+from outcall.models import CallListFile, Contact, ImportJob, InputModel, Model, Region, Task
 from outcall.observability import logger, metrics
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
@@ -106,9 +106,7 @@ class ChunkBusy(Exception):
 class CreateUploadRequest(InputModel):
     filename: str = Field(min_length=1, max_length=200, description="the file's name, ending .csv, .txt or .xlsx")
     sheet: str | None = Field(None, max_length=100, description="XLSX: the sheet to read (default: the first)")
-    default_region: str = Field(
-        "CN", pattern="^[A-Za-z]{2}$", description="ISO 3166 region of numbers given without a country code"
-    )
+    default_region: Region = Field("CN", description="ISO 3166 region of numbers given without a country code")
 
     @field_validator("filename")
     @classmethod

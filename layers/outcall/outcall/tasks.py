@@ -20,12 +20,15 @@ from typing import Any, Literal, Protocol
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from outcall import limits
 from outcall.errors import Conflict, NotFound, NotSupported, ProviderError, Unprocessable
 from outcall.models import (
+    CallerId,
     CallingWindow,
     InputModel,
     Model,
     ProviderKey,
+    ProviderOptions,
     RetryStrategy,
     Task,
     TaskLifecycleEvent,
@@ -67,7 +70,7 @@ class Schedules(Protocol):
 
 
 class CreateTaskRequest(InputModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=limits.TASK_NAME_CHARS)
     provider: ProviderKey
     type: TaskType = "auto"
     settings: TaskSettings = Field(default_factory=lambda: TaskSettings.model_validate({}))
@@ -79,23 +82,23 @@ class CreateTaskRequest(InputModel):
 class TaskSettingsPatch(InputModel):
     """Only the fields given change; `null` clears an optional one."""
 
-    caller_ids: list[str] | None = None
+    caller_ids: list[CallerId] | None = Field(None, max_length=limits.MAX_CALLER_IDS)
     concurrency: int | None = Field(None, ge=1, le=1000)
     ring_timeout_seconds: int | None = Field(None, ge=5, le=120)
     retry: RetryStrategy | None = None
     calling_window: CallingWindow | None = None
     auto_start_at: datetime | None = None
     auto_stop_at: datetime | None = None
-    provider_options: dict[str, Any] | None = None
+    provider_options: ProviderOptions | None = None
 
 
 class UpdateTaskRequest(InputModel):
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: str | None = Field(None, min_length=1, max_length=limits.TASK_NAME_CHARS)
     settings: TaskSettingsPatch | None = None
 
 
 class CloneTaskRequest(InputModel):
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: str | None = Field(None, min_length=1, max_length=limits.TASK_NAME_CHARS)
     with_contacts: bool = False
 
 
