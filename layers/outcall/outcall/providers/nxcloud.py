@@ -123,6 +123,7 @@ def _e164(phone: Any) -> str | None:
 
 class NxcloudProvider(Provider):
     key = "nxcloud"
+    webhook_kinds = frozenset({"call", "order", "task"})  # the callback URLs create_task gives
     limits = ProviderLimits(batch_size=500)
     capabilities = Capabilities(
         tasks=True, task_types=frozenset({"robot", "auto"}), pause=True, webhooks=True, polling=True
