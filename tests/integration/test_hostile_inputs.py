@@ -291,3 +291,40 @@ def test_hostile_meeting_requests_are_refused_and_nothing_is_stored(
     refused(events_api(method, path, body), field)
     assert snapshot() == before
     assert journal(sims) == calls
+
+
+# ---------------------------------------------------------------- options outcall owns
+
+OWNED_CASES = [
+    ("nxcloud", {"taskCallbackUrl": "http://169.254.169.254/latest/meta-data/"}, "taskCallbackUrl"),
+    ("nxcloud", {"callCallbackUrl": "file:///etc/passwd"}, "callCallbackUrl"),
+    ("nxcloud", {"orderCallbackUrl": "gopher://evil:70/"}, "orderCallbackUrl"),
+    ("nxcloud", {"extra": {"nested": [{"task_callback_url": "http://x"}]}}, "extra.nested.0.task_callback_url"),
+    ("airudder", {"call_callback_url": "http://attacker.example/"}, "call_callback_url"),
+    ("airudder", {"callback_url": "http://attacker.example/"}, "callback_url"),
+    ("aliyun", {"WebhookUrl": "http://attacker.example/"}, "WebhookUrl"),
+    ("xswitch", {"notify-url": "http://attacker.example/"}, "notify-url"),
+]
+
+
+@pytest.mark.parametrize(("provider", "options", "field"), OWNED_CASES, ids=[c[2] for c in OWNED_CASES])
+def test_options_outcall_owns_cannot_be_set(
+    sims: dict[str, Any], provider: str, options: dict[str, Any], field: str
+) -> None:
+    kinds = {"nxcloud": "auto", "airudder": "robot", "aliyun": "predictive", "xswitch": "auto"}
+    body = {"name": "owned", "provider": provider, "type": kinds[provider], "settings": {"providerOptions": options}}
+    before, calls = snapshot(), journal(sims)
+    answer = tasks_api("POST", "/tasks", json.dumps(body))
+    refused(answer, field)
+    assert "set by outcall" in answer.json["message"]
+    assert snapshot() == before and journal(sims) == calls
+
+
+def test_options_outcall_owns_cannot_be_patched_in(sims: dict[str, Any]) -> None:
+    created = tasks_api("POST", "/tasks", json.dumps({"name": "nx", "provider": "nxcloud", "type": "auto"}))
+    assert created.status == 201, created.text
+    task = created.json
+    before, calls = snapshot(), journal(sims)
+    patch = {"settings": {"providerOptions": {"taskCallbackUrl": "http://169.254.169.254/"}}}
+    refused(tasks_api("PATCH", f"/tasks/{task['taskId']}", json.dumps(patch)), "taskCallbackUrl")
+    assert snapshot() == before and journal(sims) == calls

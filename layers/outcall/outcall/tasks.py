@@ -14,11 +14,11 @@ previous state, and the ProviderError (502, with the provider's reason) reaches 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Final, Literal, Protocol
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from outcall import limits
 from outcall.errors import Conflict, NotFound, NotSupported, ProviderError, Unprocessable
@@ -144,8 +144,53 @@ class ScheduleOutcome(Model):
 # ---------------------------------------------------------------- providerOptions, per provider
 
 
+# Option names (compared without case, '_' or '-') that point a provider's pushes somewhere: the
+# callback URLs are outcall's own (its /webhooks routes), never the caller's.
+OWNED_OPTION_WORDS: Final = ("callback", "webhook", "notifyurl", "hookurl")
+
+
+def _option_key(name: str) -> str:
+    return name.replace("_", "").replace("-", "").casefold()
+
+
+def owned_option_paths(options: Any, owned: Iterable[str] = ()) -> list[str]:
+    """The paths (a.b.c) of providerOptions fields outcall owns: any callback/webhook URL field, and
+    the names in `owned` (a provider's own: the ids outcall gives its tasks and contacts), at any depth."""
+    names = {_option_key(n) for n in owned}
+    found: list[str] = []
+    stack: list[tuple[str, Any]] = [("", options)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, Mapping):
+            for key, child in value.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                normal = _option_key(str(key))
+                if normal in names or any(word in normal for word in OWNED_OPTION_WORDS):
+                    found.append(child_path)
+                else:
+                    stack.append((child_path, child))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", child) for i, child in enumerate(value))
+    return sorted(found)
+
+
 class _Options(BaseModel):
+    """Every provider's providerOptions model. `owned` lists the provider's fields outcall sets
+    itself (ids it gives the provider); callback and webhook URL fields are refused for every provider."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
+    owned: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_owned_fields(cls, data: Any) -> Any:
+        paths = owned_option_paths(data, cls.owned)
+        if paths:
+            raise ValueError(
+                f"{', '.join(p[:64] for p in paths[:5])}: set by outcall (callback URLs and the ids outcall "
+                "gives the provider cannot be overridden)"
+            )
+        return data
 
 
 class AliyunOptions(_Options):
@@ -178,15 +223,13 @@ PROVIDER_OPTIONS: dict[str, type[_Options]] = {
 
 def validate_provider_options(provider: str, options: Mapping[str, Any]) -> None:
     """Check providerOptions against the provider's documented ranges; 422 naming the field."""
-    model = PROVIDER_OPTIONS.get(provider)
-    if model is None:
-        return
+    model = PROVIDER_OPTIONS.get(provider, _Options)
     try:
         model.model_validate(dict(options))
     except ValidationError as exc:
         errors = [
             {
-                "field": "settings.providerOptions." + ".".join(str(p) for p in err["loc"]),
+                "field": ".".join(["settings.providerOptions", *(str(p) for p in err["loc"])]),
                 "message": err["msg"],
                 "type": err["type"],
             }
