@@ -328,3 +328,34 @@ def test_options_outcall_owns_cannot_be_patched_in(sims: dict[str, Any]) -> None
     patch = {"settings": {"providerOptions": {"taskCallbackUrl": "http://169.254.169.254/"}}}
     refused(tasks_api("PATCH", f"/tasks/{task['taskId']}", json.dumps(patch)), "taskCallbackUrl")
     assert snapshot() == before and journal(sims) == calls
+
+
+def test_a_keyed_request_whose_answer_is_over_400_kb_is_answered_and_replayed(sims: dict[str, Any]) -> None:
+    """10,000 per-contact results are megabytes of JSON: the kept answer must still fit in one item."""
+    task = create_task()
+    body = json.dumps({"contacts": [{"mobile": "12", "name": f"n{i}"} for i in range(10_000)]})
+    headers = {"Idempotency-Key": "big-answer"}
+    first = http(
+        "POST",
+        f"/tasks/{task['taskId']}/contacts",
+        body.encode(),
+        headers=headers,
+        handler=_handler("contact_import_handler"),
+    )
+    assert first.status == 200, first.text[:300]
+    assert len(first.text) > limits_item_bytes() and first.json["invalid"] == 10_000
+    again = http(
+        "POST",
+        f"/tasks/{task['taskId']}/contacts",
+        body.encode(),
+        headers=headers,
+        handler=_handler("contact_import_handler"),
+    )
+    assert again.status == 200 and again.json == first.json
+    assert len(contacts_api("GET", f"/tasks/{task['taskId']}/imports").json["items"]) == 1
+
+
+def limits_item_bytes() -> int:
+    from outcall.limits import DYNAMODB_ITEM_BYTES
+
+    return DYNAMODB_ITEM_BYTES
