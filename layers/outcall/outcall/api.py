@@ -29,14 +29,24 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from pydantic import ConfigDict, Field, ValidationError
 
 from outcall.errors import OutcallError
+from outcall.limits import read_json
 from outcall.models import IsoDateTime, Model
-
-__all__ = ["IsoDateTime"]  # handlers take date-time parameters as this
 from outcall.observability import logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.openapi.models import SecurityScheme
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+__all__ = [
+    "API_DESCRIPTION",
+    "API_TITLE",
+    "API_VERSION",
+    "IsoDateTime",  # handlers take date-time parameters as this
+    "configure",
+    "error_body",
+    "read_json",
+    "security_schemes",
+]
 
 API_TITLE = "outcall"
 API_VERSION = "1.0.0"
@@ -177,10 +187,23 @@ def field_errors(details: Any) -> list[dict[str, str]]:
     return [{"field": "", "message": _text(details)}]
 
 
+LOC_PART_CHARS = 64  # a field path names what the caller sent: a 10 KB key is not echoed whole
+
+
+def _loc_part(part: Any) -> str:
+    text = str(part)
+    return text if len(text) <= LOC_PART_CHARS else text[:LOC_PART_CHARS] + "..."
+
+
 def _validation_errors(errors: Any) -> list[dict[str, str]]:
     out = []
     for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        if err.get("type") == "json_invalid":  # loc is ("body", position): name the body and say why
+            reason = str((err.get("ctx") or {}).get("error") or "")[:200]
+            message = f"the body is not valid JSON ({reason})" if reason else "the body is not valid JSON"
+            out.append({"field": "body", "message": message})
+            continue
+        loc = [_loc_part(p) for p in err.get("loc", ()) if p not in ("body",)]
         out.append({"field": ".".join(loc), "message": str(err.get("msg", ""))})
     return out
 
@@ -249,8 +272,9 @@ def _nul_paths(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ..
 
 
 def parse_json(text: str) -> Any:
-    """JSON text to a value (json.JSONDecodeError when it is not JSON)."""
-    return json.loads(text)
+    """JSON text to a value (json.JSONDecodeError when it is not JSON): limits.read_json, which keeps a
+    number too long for DynamoDB as its text, so the field it is in is the one a 422 names."""
+    return read_json(text)
 
 
 def json_body(text: str) -> Any:

@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from outcall import limits
 from outcall.errors import Conflict, NotFound, ProviderError, Unprocessable
 from outcall.models import (
     DialOutcome,
@@ -116,9 +117,10 @@ class AddCallsRequest(InputModel):
         alias_generator=to_camel, populate_by_name=True, extra="forbid", coerce_numbers_to_str=True
     )
 
-    token: str | None = Field(None, description="accepted for compatibility, ignored")
+    token: str | None = Field(None, max_length=limits.TOKEN_CHARS, description="accepted for compatibility, ignored")
     event_id: str | None = Field(
         None,
+        max_length=limits.ID_CHARS,
         description="when given, must be the eventId of the path (a number, as Quanshi sends it, or a string)",
         json_schema_extra={"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
     )

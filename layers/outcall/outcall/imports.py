@@ -71,7 +71,7 @@ from outcall.contacts import (
     task_refusal,
 )
 from outcall.errors import Conflict, NotFound, Unprocessable
-from outcall.models import CallListFile, Contact, ContactState, ImportJob, InputModel, Model, Task
+from outcall.models import CallListFile, Contact, ContactState, ImportJob, InputModel, Model, Region, Task
 from outcall.observability import logger, metrics
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
@@ -119,9 +119,7 @@ class CreateUploadRequest(InputModel):
         json_schema_extra={"pattern": UPLOAD_NAME_PATTERN},
     )
     sheet: str | None = Field(None, max_length=100, description="XLSX: the sheet to read (default: the first)")
-    default_region: str = Field(
-        "CN", pattern="^[A-Za-z]{2}$", description="ISO 3166 region of numbers given without a country code"
-    )
+    default_region: Region = Field("CN", description="ISO 3166 region of numbers given without a country code")
 
     @field_validator("filename")
     @classmethod
