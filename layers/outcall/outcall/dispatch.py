@@ -324,8 +324,8 @@ def on_call_event(store: Store, task: Task, event: CallEvent, record_id: str, no
     """A call event of a task's contact: a progress event notes the call on the contact; a final one
     ends the contact's current attempt: it goes back to the hopper when the task's retry policy says
     so, or is done. An event of an earlier release (a provider ref that is neither the current release's
-    ref nor its release key, or a call that began before the current release) changes nothing. True when the contact's attempt ended here: the dispatcher
-    has room for another contact."""
+    ref nor its release key, or a call that began before the current release) changes nothing. True
+    when the contact's attempt ended here: the dispatcher has room for another contact."""
     if not event.phone:
         return False
     contact = store.get_contact(task.task_id, event.phone)
