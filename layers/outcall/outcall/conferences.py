@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, StrictBool, field_validator
 from pydantic.alias_generators import to_camel
 
 from outcall import limits
@@ -79,7 +79,7 @@ class PutMeetingRequest(InputModel):
     provider: ProviderKey = Field("quanshi", description="quanshi, or any provider that can dial callees now")
     caller_id: str | None = Field(None, max_length=32)
     duration_minutes: int = Field(DEFAULT_DURATION_MINUTES, ge=1, le=1440, description="when the meeting ends")
-    confirm_past: bool = Field(
+    confirm_past: StrictBool = Field(
         False,
         description="true to make a change that puts the whole meeting in the past (startTime + durationMinutes "
         "at or before now): without it such a change is refused (422), since every callee not dialled yet "

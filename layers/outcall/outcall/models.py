@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 from pydantic.alias_generators import to_camel
 
 from outcall import limits
@@ -152,7 +152,7 @@ class TaskSettings(InputModel):
         description="`direct`: every callable contact is released at start, for provider engines that pace "
         "by agents themselves (aliyun predictive)",
     )
-    provider_redial: bool = Field(
+    provider_redial: StrictBool = Field(
         False, description="let the provider redial by its own rules too (off: outcall decides every retry)"
     )
     calling_window: CallingWindow | None = None

@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -85,7 +86,7 @@ class CreateTaskRequest(InputModel):
     provider: ProviderKey
     type: TaskType = "auto"
     settings: TaskSettings = Field(default_factory=lambda: TaskSettings.model_validate({}))
-    auto_delete: bool = Field(
+    auto_delete: StrictBool = Field(
         False, description="when the provider account holds 100 tasks, delete its oldest completed task to make room"
     )
 
@@ -110,7 +111,7 @@ class UpdateTaskRequest(InputModel):
 
 class CloneTaskRequest(InputModel):
     name: str | None = Field(None, min_length=1, max_length=limits.TASK_NAME_CHARS)
-    with_contacts: bool = False
+    with_contacts: StrictBool = False
 
 
 class TaskCounts(Model):
