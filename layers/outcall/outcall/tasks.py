@@ -20,9 +20,11 @@ from typing import Any, Literal, Protocol
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from outcall.compliance import validate_settings as validate_compliance
 from outcall.errors import Conflict, NotFound, NotSupported, ProviderError, Unprocessable
 from outcall.models import (
     CallingWindow,
+    CompliancePolicy,
     InputModel,
     Model,
     ProviderKey,
@@ -84,6 +86,7 @@ class TaskSettingsPatch(InputModel):
     ring_timeout_seconds: int | None = Field(None, ge=5, le=120)
     retry: RetryStrategy | None = None
     calling_window: CallingWindow | None = None
+    compliance: CompliancePolicy | None = None
     auto_start_at: datetime | None = None
     auto_stop_at: datetime | None = None
     provider_options: dict[str, Any] | None = None
@@ -341,6 +344,7 @@ class TaskService:
         self._check_type(provider, request.type)
         validate_provider_options(provider.key, request.settings.provider_options)
         validate_auto_times(request.settings)
+        validate_compliance(request.settings)
         now = utcnow()
         task = Task(
             task_id=new_task_id(),
@@ -397,6 +401,7 @@ class TaskService:
         provider = self._task_provider(current.provider)
         validate_provider_options(provider.key, settings.provider_options)
         validate_auto_times(settings, changed=set(patch))
+        validate_compliance(settings)
         updated = current.model_copy(update={"name": request.name or current.name, "settings": settings})
         claimed = self._claim(current, "update")
         try:
