@@ -26,6 +26,7 @@ from outcall.store.hopper import release_key
 from outcall.tasks import CreateTaskRequest, TaskService
 
 from tests.helpers import FakeContext, load_event
+from tests.integration.test_conferences import clock, sim  # noqa: F401  (fixtures of the conference test)
 from tests.integration.test_dispatch import Clock, RecordingProvider
 from tests.integration.test_tasks import call
 
@@ -417,3 +418,20 @@ def test_forecast_counts_callable_later_and_skipped(store: Store) -> None:
     assert later.later[0].local_hour.startswith("2027-01-05T08:00")
     answer = call("GET", f"/tasks/{task.task_id}/forecast")
     assert answer.status == 200 and answer.json["queued"] == 7 and answer.json["skipped"]["dnc"] == 1
+
+
+# ---------------------------------------------------------------- conference callees
+
+
+def test_a_listed_conference_callee_is_not_dialled(sim: Any, clock: Any) -> None:
+    from tests.integration.test_conferences import EVENT, add, call_adds, mobile, register, states
+
+    register(clock, timedelta(minutes=10))
+    sim.create_event(int(EVENT), start_in=600)
+    Store().put_dnc("ACCOUNT", [{"e164": "+8618100000002", "source": "api", "createdAt": "x"}])
+    answer = add(EVENT, [mobile(1), mobile(2)], beforeMinutes=30)
+    assert answer.status == 200, answer.json
+    assert [c["mobile"] for c in call_adds(sim)[0].json()["callList"]] == ["18100000001"]
+    assert states() == {"+8618100000001": "dialled", "+8618100000002": "failed"}
+    failed = answer.json["data"]["realTimeCall"]["failedData"]
+    assert [f["number"] for f in failed] == ["18100000002"]

@@ -457,6 +457,7 @@ class ConferenceService:
                 meeting.event_id, c.e164, expected=["pending"], state="dialling", changes={"updatedAt": now.isoformat()}
             )
         ]
+        claimed = self._refuse_listed(meeting, claimed, now, summary, counts)
         if not claimed:
             return {**summary, **counts}
         provider = self._dialling_provider(meeting.provider)
@@ -491,6 +492,25 @@ class ConferenceService:
             extra={"eventId": meeting.event_id, "batches": len(batches), **counts, "reason": reason},
         )
         return {**summary, **counts}
+
+    def _refuse_listed(
+        self,
+        meeting: Meeting,
+        claimed: list[MeetingCallee],
+        now: datetime,
+        summary: dict[str, Any],
+        counts: dict[str, int],
+    ) -> list[MeetingCallee]:
+        """Callees whose number is on the account's do-not-call list (outcall.dnc) are not dialled: they
+        fail with reason `dnc`. The check follows the claim, so a number listed before it is never dialled."""
+        listed = self.store.listed_numbers([c.e164 for c in claimed], None, now)
+        for c in claimed:
+            if c.e164 in listed:
+                result = DialResult(state="failed", reason="dnc: on the account's do-not-call list", at=now)
+                self._mark(meeting.event_id, c, "dialling", result)
+                summary["outcomes"].append(DialOutcome(e164=c.e164, accepted=False, reason="dnc"))
+                counts["failed"] += 1
+        return [c for c in claimed if c.e164 not in listed]
 
     def _summary(self, raw: Any) -> DialSummary:
         return DialSummary.model_validate({k: v for k, v in raw.items() if k != "outcomes"})
