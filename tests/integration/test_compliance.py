@@ -26,7 +26,8 @@ from outcall.store.hopper import release_key
 from outcall.tasks import CreateTaskRequest, TaskService
 
 from tests.helpers import FakeContext, load_event
-from tests.integration.test_conferences import clock, sim  # noqa: F401  (fixtures of the conference test)
+from tests.integration.test_conferences import clock as conference_clock  # noqa: F401  (its fixtures)
+from tests.integration.test_conferences import sim as quanshi_sim  # noqa: F401
 from tests.integration.test_dispatch import Clock, RecordingProvider
 from tests.integration.test_tasks import call
 
@@ -423,10 +424,11 @@ def test_forecast_counts_callable_later_and_skipped(store: Store) -> None:
 # ---------------------------------------------------------------- conference callees
 
 
-def test_a_listed_conference_callee_is_not_dialled(sim: Any, clock: Any) -> None:
+def test_a_listed_conference_callee_is_not_dialled(quanshi_sim: Any, conference_clock: Any) -> None:  # noqa: F811
     from tests.integration.test_conferences import EVENT, add, call_adds, mobile, register, states
 
-    register(clock, timedelta(minutes=10))
+    sim = quanshi_sim
+    register(conference_clock, timedelta(minutes=10))
     sim.create_event(int(EVENT), start_in=600)
     Store().put_dnc("ACCOUNT", [{"e164": "+8618100000002", "source": "api", "createdAt": "x"}])
     answer = add(EVENT, [mobile(1), mobile(2)], beforeMinutes=30)
