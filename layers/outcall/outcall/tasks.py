@@ -116,7 +116,7 @@ class HopperView(Model):
     queued: int = Field(0, description="contacts waiting to be released (due now or later)")
     released: int = Field(0, description="contacts at the provider whose call has not ended")
     done: dict[str, int] = Field(default_factory=dict, description="contacts done, by the outcome of their last call")
-    skipped: int = Field(0, description="contacts never released (the provider refused them)")
+    skipped: int = Field(0, description="contacts never released (the provider refused them, or a do-not-call list)")
     hopper_level: int = Field(description="at most this many released and not finished")
     release_mode: str
     next_release_at: datetime | None = Field(
