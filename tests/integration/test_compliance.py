@@ -9,7 +9,7 @@ import json
 import random
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -34,8 +34,26 @@ from tests.integration.test_tasks import call
 CAPS = [CapRule(attempts=3, window_hours=24), CapRule(attempts=10, window_hours=720)]
 CN = [f"+8613900{i:06d}" for i in range(40)]
 NY = [f"+1212555{i:04d}" for i in range(20)]
-# 2027-01-05 (a Tuesday) 02:00 UTC: 10:00 in Beijing, 21:00 the evening before in New York
-OPEN_CN_CLOSED_US = datetime(2027, 1, 5, 2, 0, tzinfo=UTC)
+
+
+def _a_january_tuesday() -> date:
+    """A Tuesday in January after every contact the tests import is due (New York on standard time)."""
+    day = date(utcnow().year + 2, 1, 1)
+    while day.isoweekday() != 2:
+        day += timedelta(days=1)
+    return day
+
+
+DAY = _a_january_tuesday()
+
+
+def utc(day: int, hour: int, minute: int = 0) -> datetime:
+    """`day` days after DAY, at hour:minute UTC."""
+    return datetime.combine(DAY + timedelta(days=day), time(hour, minute), tzinfo=UTC)
+
+
+# 02:00 UTC: 10:00 in Beijing, 21:00 the evening before in New York
+OPEN_CN_CLOSED_US = utc(0, 2)
 
 
 class OtherAccount(RecordingProvider):
@@ -321,7 +339,7 @@ def test_a_callee_outside_its_window_waits_for_the_opening_without_blocking_othe
     assert sorted(sent_numbers(provider)) == CN[:3]  # New York is at 21:00: closed
     contact = store.get_contact(task.task_id, NY[0])
     assert contact is not None and contact["state"] == "queued" and contact["attempts"] == 0
-    opening = datetime(2027, 1, 5, 13, 0, tzinfo=UTC)  # 08:00 in New York
+    opening = utc(0, 13)  # 08:00 in New York
     assert contact["dueAt"] == opening.isoformat()
     audit = contact["compliance"]
     assert audit["decision"] == "deferred" and audit["rule"] == "window" and audit["zones"] == ["America/New_York"]
@@ -335,7 +353,7 @@ def test_a_callee_outside_its_window_waits_for_the_opening_without_blocking_othe
     released = store.get_contact(task.task_id, NY[0])
     assert released is not None and released["state"] == "released"
     assert [d["decision"] for d in released["complianceLog"]] == ["deferred", "released"]
-    assert released["compliance"]["openUntil"] == datetime(2027, 1, 6, 1, 50, tzinfo=UTC).isoformat()
+    assert released["compliance"]["openUntil"] == utc(1, 1, 50).isoformat()
 
 
 def test_a_task_may_not_widen_a_preset(store: Store) -> None:
@@ -406,17 +424,17 @@ def test_failed_and_unanswered_attempts_count_and_a_refused_batch_gives_its_atte
 
 def test_forecast_counts_callable_later_and_skipped(store: Store) -> None:
     provider = RecordingProvider()
-    stop = datetime(2027, 1, 5, 12, 0, tzinfo=UTC)  # before New York opens
+    stop = utc(0, 12)  # before New York opens
     task = make_task(store, provider, CN[:4] + NY[:3], compliance={}, autoStopAt=stop.isoformat())
     store.put_dnc("ACCOUNT", [{"e164": CN[0], "source": "api", "createdAt": "x"}])
     found = forecast(store, task.task_id, OPEN_CN_CLOSED_US, CAPS)
     assert found.queued == 7 and found.callable_now == 3
     assert found.skipped == {"dnc": 1, "cap": 0, "window": 3}
     # 06:30 in Beijing, 17:30 in New York
-    later = forecast(store, task.task_id, datetime(2027, 1, 4, 22, 30, tzinfo=UTC), CAPS)
+    later = forecast(store, task.task_id, utc(-1, 22, 30), CAPS)
     assert later.callable_now == 3 and later.skipped == {"dnc": 1, "cap": 0, "window": 0}
     assert [(h.hour.hour, h.contacts) for h in later.later] == [(0, 3)]
-    assert later.later[0].local_hour.startswith("2027-01-05T08:00")
+    assert later.later[0].local_hour.startswith(f"{DAY.isoformat()}T08:00")
     answer = call("GET", f"/tasks/{task.task_id}/forecast")
     assert answer.status == 200 and answer.json["queued"] == 7 and answer.json["skipped"]["dnc"] == 1
 
