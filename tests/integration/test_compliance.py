@@ -328,6 +328,41 @@ def test_a_provider_opt_out_lists_the_number_for_the_account(store: Store) -> No
     assert store.get_dnc("ACCOUNT", CN[8], utcnow()) is None
 
 
+def test_a_polled_result_with_the_providers_opt_out_intent_lists_the_number(store: Store) -> None:
+    from outcall.providers.base import PollPage
+    from outcall.results import poll_provider
+
+    class Polled(RecordingProvider):
+        def poll_results(self, cursor: str | None) -> PollPage:
+            event = CallEvent(
+                provider="nxcloud",
+                provider_call_id="p1",
+                phone=CN[9],
+                status="completed",
+                intents=["opt_out"],
+                dedup_key="p1",
+            )
+            return PollPage(events=[event], cursor="c1", more=False)
+
+    poll_provider(store, Polled({"optOutIntents": ["opt_out"]}))
+    entry = store.get_dnc("ACCOUNT", CN[9], utcnow())
+    assert entry is not None and entry["source"] == "provider-opt-out"
+
+
+def test_listing_numbers_asks_running_tasks_for_a_dispatcher_run(store: Store) -> None:
+    import os
+
+    import boto3
+
+    task = make_task(store, RecordingProvider(), CN[:1])
+    store.finish_task(task.task_id, task.version, {"status": "running"})
+    assert call("POST", "/dnc", {"numbers": [CN[0]]}).status == 201
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    messages = sqs.receive_message(QueueUrl=os.environ["DISPATCH_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]
+    bodies = [json.loads(m["Body"]) for m in messages]
+    assert {"taskId": task.task_id, "reason": "dnc"} in bodies
+
+
 # ---------------------------------------------------------------- windows
 
 
