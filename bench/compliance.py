@@ -6,7 +6,7 @@ bind (3 per 24 h, 10 per 30 days; no-answer calls are retried every 30 minutes u
     PYTHONPATH=layers/outcall python -m bench.compliance [--contacts N]
 
 The gate is the real one (outcall.compliance.Gate with outcall.windows and outcall.caps); its store is an
-in-memory stand-in for the two reads it makes (store.dnc.listed_numbers, store.caps.spend_attempt, same
+in-memory stand-in for the two calls it makes (store.dnc.listed_numbers, store.caps.spend_attempts, same
 rules: caps.judge and caps.prune), so the figure is the policy check's own speed. Every release is then
 checked by an independent oracle: the callee's local time in *each* of its zones (zoneinfo on the instant,
 not the gate's UTC intervals) must be inside the region's hours for the whole margin, the number must not
@@ -81,6 +81,9 @@ class MemoryStore:
 
     def listed_numbers(self, numbers: Sequence[str], task_id: str | None, now: datetime) -> dict[str, dict[str, Any]]:
         return {n: {"scope": "account", "source": "api"} for n in numbers if n in self.dnc and self.dnc[n] <= now}
+
+    def spend_attempts(self, entries: Sequence[tuple[str, str]], rules: Sequence[Any], now: datetime) -> list[Any]:
+        return [self.spend_attempt(e164, key, rules, now) for e164, key in entries]
 
     def spend_attempt(self, e164: str, key: str, rules: Sequence[Any], now: datetime) -> Any:
         from outcall.caps import CapVerdict, judge, prune

@@ -25,11 +25,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from outcall.caps import CapRule, CapVerdict, account_caps, check_caps, effective_caps, judge
+from outcall.caps import CapRule, account_caps, check_caps, effective_caps, judge
 from outcall.errors import NotFound
 from outcall.models import CallingWindow, ContactState, Model, Task, TaskSettings
 from outcall.store import Store
-from outcall.store.contacts import _parallel
 from outcall.windows import HORIZON_DAYS, Rules, check_policy, next_open_at, verdict
 
 DNC: Final = "dnc"
@@ -97,11 +96,9 @@ class Gate:
                 audit["openUntil"] = window.open_until.isoformat() if window.open_until else None
             passing.append((contact, audit))
 
-        def spend(item: tuple[Mapping[str, Any], dict[str, Any]]) -> CapVerdict:
-            contact, _ = item
-            return self.store.spend_attempt(str(contact["e164"]), str(contact["releaseKey"]), self.caps, now)
-
-        for (contact, audit), cap in zip(passing, _parallel(spend, passing), strict=True):
+        spends = [(str(c["e164"]), str(c["releaseKey"])) for c, _ in passing]
+        verdicts = self.store.spend_attempts(spends, self.caps, now) if spends else []
+        for (contact, audit), cap in zip(passing, verdicts, strict=True):
             e164, attempt = str(contact["e164"]), int(contact["attempts"])
             audit["caps"] = cap.counts
             if not cap.allowed:

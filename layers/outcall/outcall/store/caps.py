@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from outcall.caps import MAX_WINDOW_HOURS, CapRule, CapVerdict, judge, prune
 from outcall.store.base import StoreBase, _is_conditional_failure, _plain
+from outcall.store.contacts import _parallel
 
 SPEND_TRIES: Final = 8
 
@@ -30,7 +31,10 @@ def cap_key(e164: str) -> dict[str, str]:
 class CapItems(StoreBase):
     def attempt_logs(self, numbers: Sequence[str]) -> dict[str, dict[str, float]]:
         """The attempt logs of some numbers (consistent reads, 100 per request)."""
-        found: dict[str, dict[str, float]] = {}
+        return {n: log for n, (log, _) in self._logs(numbers).items()}
+
+    def _logs(self, numbers: Sequence[str]) -> dict[str, tuple[dict[str, float], int]]:
+        found: dict[str, tuple[dict[str, float], int]] = {}
         unique = list(dict.fromkeys(numbers))
         client = self.table.meta.client
         for start in range(0, len(unique), 100):
@@ -39,16 +43,39 @@ class CapItems(StoreBase):
             while request:
                 page = client.batch_get_item(RequestItems=request)
                 for item in page.get("Responses", {}).get(self.table_name, []):
-                    found[str(item["pk"]).removeprefix("CAP#")] = _plain(item.get("log") or {})
+                    log = {str(k): float(v) for k, v in _plain(item.get("log") or {}).items()}
+                    found[str(item["pk"]).removeprefix("CAP#")] = (log, int(item.get("version", 0)))
                 request = page.get("UnprocessedKeys") or {}
         return found
 
-    def spend_attempt(self, e164: str, release_key: str, rules: Sequence[CapRule], now: datetime) -> CapVerdict:
-        """Count one release of `e164` unless a rule is full (then nothing is written)."""
+    def spend_attempts(
+        self, entries: Sequence[tuple[str, str]], rules: Sequence[CapRule], now: datetime
+    ) -> list[CapVerdict]:
+        """spend_attempt for each (e164, release key), reading the logs in batches first; in order."""
+        logs = self._logs([e for e, _ in entries])
+
+        def spend(entry: tuple[str, str]) -> CapVerdict:
+            return self.spend_attempt(entry[0], entry[1], rules, now, seen=logs.get(entry[0], ({}, 0)))
+
+        return _parallel(spend, entries)
+
+    def spend_attempt(
+        self,
+        e164: str,
+        release_key: str,
+        rules: Sequence[CapRule],
+        now: datetime,
+        *,
+        seen: tuple[dict[str, float], int] | None = None,
+    ) -> CapVerdict:
+        """Count one release of `e164` unless a rule is full (then nothing is written). `seen` is the
+        log and version already read (a batch read); without it, or once a write lost, it is read."""
         for _ in range(SPEND_TRIES):
-            item = self._get(**cap_key(e164), consistent=True) or {}
-            log = {str(k): float(v) for k, v in (item.get("log") or {}).items()}
-            version = int(item.get("version", 0))
+            if seen is None:
+                item = self._get(**cap_key(e164), consistent=True) or {}
+                seen = ({str(k): float(v) for k, v in (item.get("log") or {}).items()}, int(item.get("version", 0)))
+            log, version = seen
+            seen = None
             if release_key in log:  # this very attempt, sent again
                 verdict = judge({k: v for k, v in log.items() if k != release_key}, rules, now)
                 return CapVerdict(True, verdict.counts, None)
