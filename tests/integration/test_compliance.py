@@ -114,11 +114,15 @@ def engine(store: Store, provider: RecordingProvider, clock: Clock) -> tuple[Tas
     return svc, dispatcher
 
 
-def end_calls(store: Store, task: Task, provider: RecordingProvider, status: str, clock: Clock) -> int:
+def end_calls(
+    store: Store, task: Task, provider: RecordingProvider, status: str, clock: Clock, only: set[str] | None = None
+) -> int:
     from outcall.dispatch import on_call_event
 
     ended = 0
     for spec in list(provider.held.values()):
+        if only is not None and spec.e164 not in only:
+            continue
         contact = store.get_contact(task.task_id, spec.e164)
         if contact is None or contact["state"] != "released" or contact.get("releaseKey") != spec.release_key:
             continue
@@ -283,6 +287,30 @@ def test_a_contact_listed_after_its_release_is_withdrawn_where_the_provider_can(
     assert contact is not None and contact["state"] == "skipped" and contact["skipReason"] == "dnc"
     assert provider.canceled == [release_key(task.task_id, CN[0], 1)]
     assert store.get_contact(task.task_id, CN[1])["state"] == "released"  # type: ignore[index]
+
+
+def test_a_failing_withdrawal_is_tried_again_and_does_not_stop_releases(store: Store) -> None:
+    class Flaky(RecordingProvider):
+        def cancel_contacts(self, provider_task_id: str, refs: Sequence[str]) -> list[str]:
+            if not self.canceled:
+                self.canceled.append("<failed>")
+                raise ProviderError("503", provider=self.key, retryable=True)
+            return super().cancel_contacts(provider_task_id, refs)
+
+    provider, clock = Flaky(), fixed_clock()
+    task = make_task(store, provider, CN[:4], hopperLevel=2)
+    svc, dispatcher = engine(store, provider, clock)
+    svc.transition(task.task_id, "start")
+    assert sorted(sent_numbers(provider)) == CN[:2]
+    store.put_dnc("ACCOUNT", [{"e164": CN[0], "source": "api", "createdAt": "x"}])
+    assert end_calls(store, task, provider, "completed", clock, only={CN[1]}) == 1
+    out = dispatcher.run(task.task_id)  # the withdrawal fails: asked again next time, CN[2] released meanwhile
+    assert out.dnc == 0 and out.errors == [] and out.released == 1
+    assert store.get_contact(task.task_id, CN[0])["state"] == "released"  # type: ignore[index]
+    out = dispatcher.run(task.task_id)
+    assert out.dnc == 1 and provider.canceled[1:] == [release_key(task.task_id, CN[0], 1)]
+    assert store.get_contact(task.task_id, CN[0])["state"] == "skipped"  # type: ignore[index]
+    assert out.released == 1 and sorted(sent_numbers(provider)) == CN[:4]
 
 
 def test_a_provider_that_cannot_withdraw_leaves_a_note_and_is_asked_once(store: Store) -> None:

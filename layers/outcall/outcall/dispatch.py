@@ -277,9 +277,11 @@ class Dispatcher:
         except NotSupported:
             withdrawn = set()
             note = f"listed after release; {provider.key} cannot withdraw released contacts: its call may be placed"
-        except ProviderError as exc:
-            logger.warning("provider refused to withdraw listed contacts", extra={"taskId": task.task_id})
-            out.errors.append(f"withdraw: {exc.message}")
+        except ProviderError as exc:  # asked again at the next run; releases go on meanwhile
+            logger.warning(
+                "provider refused to withdraw listed contacts",
+                extra={"taskId": task.task_id, "provider": provider.key, "code": exc.provider_code},
+            )
             return
         gone = [(str(i["e164"]), int(i["attempts"])) for r, i in hit.items() if r in withdrawn]
         moved = self.store.mark_skipped(task.task_id, gone, DNC, ContactState.RELEASED)
