@@ -518,3 +518,34 @@ def test_a_listed_conference_callee_is_not_dialled(quanshi_sim: Any, conference_
     assert states() == {"+8618100000001": "dialled", "+8618100000002": "failed"}
     failed = answer.json["data"]["realTimeCall"]["failedData"]
     assert [f["number"] for f in failed] == ["18100000002"]
+
+
+def test_meetings_with_compliance_hold_callees_to_windows_and_caps(quanshi_sim: Any, conference_clock: Any) -> None:  # noqa: F811
+    from tests.integration.test_conferences import add, mobile, register, states
+
+    sim = quanshi_sim
+
+    def meeting(event_id: str, at: datetime, compliance: bool) -> dict[str, str]:
+        conference_clock.now = at
+        register(conference_clock, timedelta(minutes=10), event_id=event_id, compliance=compliance)
+        sim.create_event(int(event_id), start_in=600)
+        assert add(event_id, [mobile(1)], beforeMinutes=30).status == 200
+        return states(event_id)
+
+    number = "+8618100000001"
+    night = utc(0, 14, 30)  # 22:30 in Beijing
+    assert meeting("700001", night, compliance=False) == {number: "dialled"}  # the default: off
+    assert meeting("700002", night, compliance=True) == {number: "failed"}
+    from tests.integration.test_conferences import call as conference_call
+
+    reason = conference_call("GET", "/events/700002").json["callees"][0]["lastResult"]["reason"]
+    assert reason.startswith("window: closed at the callee (Asia/Shanghai)")
+    morning = utc(1, 2)  # 10:00 in Beijing
+    assert [meeting(f"70001{i}", morning + timedelta(minutes=i), True)[number] for i in range(4)] == [
+        "dialled",
+        "dialled",
+        "dialled",
+        "failed",  # 3 per 24 h: meetings with compliance count their dials
+    ]
+    reason = conference_call("GET", "/events/700013").json["callees"][0]["lastResult"]["reason"]
+    assert reason.startswith("cap: ")

@@ -457,6 +457,9 @@ class Meeting(Model):
     provider: ProviderKey = "quanshi"
     caller_id: str | None = None
     duration_minutes: int = Field(120, description="the meeting ends this long after its start")
+    compliance: bool = Field(
+        False, description="hold callees to calling windows and the account's frequency caps (do-not-call always)"
+    )
     status: MeetingStatus = "scheduled"
     revision: int = 1
     started_at: datetime | None = None
