@@ -186,8 +186,9 @@ class Dispatcher:
         assert task.provider_task_id is not None
         out = DispatchOutcome(task_id=task.task_id, status="dispatched")
         gate = self.gate(self.store, task)
-        self._withdraw_listed(task, provider, out)
-        self._resend_stale(task, provider, out, gate)
+        held = self.store.inflight(provider.key, task.task_id)
+        self._withdraw_listed(task, provider, out, held)
+        self._resend_stale(task, provider, out, gate, held)
         level = hopper_level(task)
         max_in_flight, per_minute = account_caps(provider)
         decisions = 0
@@ -255,15 +256,13 @@ class Dispatcher:
                 extra={"taskId": task.task_id, "phone": mask_phone(e164), "list": audit.get("dncList")},
             )
 
-    def _withdraw_listed(self, task: Task, provider: Provider, out: DispatchOutcome) -> None:
+    def _withdraw_listed(
+        self, task: Task, provider: Provider, out: DispatchOutcome, inflight: Sequence[Mapping[str, Any]]
+    ) -> None:
         """Released contacts whose number was listed since: withdrawn at the provider where it can, and
         then skipped (`dnc`); where it cannot, the contact says so (`complianceNote`) and the task goes on."""
         assert task.provider_task_id is not None
-        held = [
-            i
-            for i in self.store.inflight(provider.key, task.task_id)
-            if i.get("state") == ContactState.RELEASED and not i.get("complianceNote")
-        ]
+        held = [i for i in inflight if i.get("state") == ContactState.RELEASED and not i.get("complianceNote")]
         if not held:
             return
         now = self.clock()
@@ -297,12 +296,14 @@ class Dispatcher:
             extra={"taskId": task.task_id, "withdrawn": moved, "kept": len(hit) - len(gone), "provider": provider.key},
         )
 
-    def _resend_stale(self, task: Task, provider: Provider, out: DispatchOutcome, gate: Gate) -> None:
+    def _resend_stale(
+        self, task: Task, provider: Provider, out: DispatchOutcome, gate: Gate, inflight: Sequence[Mapping[str, Any]]
+    ) -> None:
         """Contacts left `releasing` by a run that lost its answer: send them again, same release key."""
         limit = (self.clock() - timedelta(seconds=STALE_RELEASE_SECONDS)).isoformat()
         stale = [
-            i
-            for i in self.store.inflight(provider.key, task.task_id)
+            dict(i)
+            for i in inflight
             if i.get("state") == ContactState.RELEASING and str(i.get("releasedAt", "")) < limit
         ]
         if not stale:
