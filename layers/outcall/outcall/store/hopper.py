@@ -14,6 +14,10 @@ dispatcher and a late result) can never both move one contact: a contact is rele
 The task's counts item keeps `contacts.<state>` (added once per wave, not per contact) for `GET /tasks/{id}`;
 the dispatcher's decisions (room in the hopper, the account's cap, completion) read the views themselves.
 
+The compliance gate (outcall.compliance) moves claimed contacts back from `releasing` with their attempt
+not spent (`settle_screened`): `skipped` (`dnc`) or `queued` again, due at their window's next opening or
+when their cap frees; each decision is appended to the contact's `complianceLog`.
+
 Pacing of a provider account: `PROVIDER#<p>` / `DISPATCH` is a lease held by the one dispatcher working
 that account's tasks (so the account's in-flight cap and releases per minute are checked and spent by one
 writer at a time), and `PROVIDER#<p>` / `PACE#<minute>` counts the releases of one UTC minute.
