@@ -24,7 +24,6 @@ from pydantic import Field, field_validator
 from outcall.errors import NotFound, Unprocessable
 from outcall.models import InputModel, Model
 from outcall.observability import logger, mask_phone
-from outcall.phones import normalise_number
 from outcall.store import Store, utcnow
 from outcall.store.dnc import ACCOUNT, task_list
 
@@ -79,6 +78,8 @@ def entry_of(view: dict[str, Any]) -> DncEntry:
 
 def path_number(text: str) -> str:
     """A number in a path: E.164 with or without its `+` (digits are read as international)."""
+    from outcall.phones import normalise_number  # phonenumbers: only for requests that name numbers
+
     raw = text.strip()
     candidate = raw if raw.startswith("+") else "+" + raw
     result = normalise_number(mobile=candidate)
@@ -111,6 +112,8 @@ class DncService:
 
     def normalise(self, numbers: Sequence[str], default_region: str) -> list[str]:
         """E.164 of every number, or a 422 naming each one that is not a number (nothing is stored)."""
+        from outcall.phones import normalise_number
+
         out, errors = [], []
         for i, number in enumerate(numbers):
             result = normalise_number(mobile=number, default_region=default_region.upper())

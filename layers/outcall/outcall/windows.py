@@ -32,8 +32,6 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-from phonenumbers import timezone as pn_timezone
 from pydantic import Field
 
 from outcall.errors import Unprocessable
@@ -170,6 +168,10 @@ def describe(weekly: Weekly) -> str:
 @lru_cache(maxsize=65536)
 def number_facts(e164: str) -> tuple[str | None, tuple[str, ...]]:
     """(ISO region, IANA zones) of an E.164 number; zones phonenumbers does not know are left out."""
+    # imported here: a handler that never checks a window (most task_control requests) does not load it
+    import phonenumbers
+    from phonenumbers import timezone as pn_timezone
+
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
