@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run demo test test-fast lint bench build validate deploy tokens redrive clean
+.PHONY: run demo test test-fast lint lock bench build validate deploy tokens redrive clean
 
 $(STAMP): requirements.txt requirements-dev.txt layers/outcall/requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is needed"; exit 1; }
@@ -30,10 +30,13 @@ test: $(STAMP)  ## every test, slow suites and template checks included
 test-fast: $(STAMP)  ## the quick loop: skips suites marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy: what CI and the pre-commit hooks run
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+lock: $(STAMP)  ## re-pin the layer: layers/outcall/requirements.lock from its requirements.txt and the dev pins
+	$(BIN)/python layers/outcall/lock.py
 
 bench: $(STAMP)  ## benchmarks; results are written to bench/results/
 	PYTHONPATH=layers/outcall $(BIN)/python -m bench
@@ -48,7 +51,7 @@ deploy: build
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/sam deploy --config-file samconfig.toml --config-env $${ENV:-default}
 
 tokens: $(STAMP)  ## e.g. make tokens ARGS="create --name ci"
-	$(BIN)/python -m outcall.tokens $(ARGS)
+	PYTHONPATH=layers/outcall $(BIN)/python -m outcall.tokens $(ARGS)
 
 redrive: $(STAMP)  ## move a DLQ's messages back to its queue: make redrive QUEUE=results (or imports)
 	PYTHONPATH=layers/outcall $(BIN)/python -m outcall.redrive $${QUEUE:-results} $(ARGS)

@@ -73,6 +73,24 @@ def _quote(value: str) -> str:
     return value
 
 
+def _valid_number(rng: random.Random, roll: float) -> tuple[str, str, str, str]:
+    """(countryCode, mobile, areaCode, phone) of a valid number, spelled as `roll` (0.10-1) picks."""
+    if roll < 0.84:
+        return "86", f"{rng.choice(_CN_MOBILE_PREFIXES)}{rng.randrange(10**8):08d}", "", ""
+    if roll < 0.89:
+        m = f"{rng.choice(_CN_MOBILE_PREFIXES)}{rng.randrange(10**8):08d}"
+        return "", f"+86 {m[:3]} {m[3:7]} {m[7:]}", "", ""
+    if roll < 0.92:
+        m = f"{rng.choice(_CN_MOBILE_PREFIXES)}{rng.randrange(10**8):08d}"
+        return "+86", f"{m[:3]}-{m[3:7]}-{m[7:]}", "", ""
+    if roll < 0.95:
+        code, digits = rng.choice(_CN_AREAS)
+        local = f"{rng.randrange(2, 9)}{rng.randrange(10 ** (digits - 1)):0{digits - 1}d}"
+        return "86", "", code, local
+    cc, mobile = _foreign(rng)
+    return cc, mobile, "", ""
+
+
 def write_large_csv(path: str | Path, rows: int = 1_000_000, *, seed: int = 20240601) -> dict[str, int]:
     """Write `rows` data rows (plus a header) to `path`; returns the planned mix."""
     rng = random.Random(seed)
@@ -93,26 +111,7 @@ def write_large_csv(path: str | Path, rows: int = 1_000_000, *, seed: int = 2024
                 planned["invalid"] += 1
             else:
                 planned["valid"] += 1
-                if roll < 0.84:
-                    cc, mobile, area, phone = (
-                        "86",
-                        f"{rng.choice(_CN_MOBILE_PREFIXES)}{rng.randrange(10**8):08d}",
-                        "",
-                        "",
-                    )
-                elif roll < 0.89:
-                    m = f"{rng.choice(_CN_MOBILE_PREFIXES)}{rng.randrange(10**8):08d}"
-                    cc, mobile, area, phone = "", f"+86 {m[:3]} {m[3:7]} {m[7:]}", "", ""
-                elif roll < 0.92:
-                    m = f"{rng.choice(_CN_MOBILE_PREFIXES)}{rng.randrange(10**8):08d}"
-                    cc, mobile, area, phone = "+86", f"{m[:3]}-{m[3:7]}-{m[7:]}", "", ""
-                elif roll < 0.95:
-                    code, digits = rng.choice(_CN_AREAS)
-                    local = f"{rng.randrange(2, 9)}{rng.randrange(10 ** (digits - 1)):0{digits - 1}d}"
-                    cc, mobile, area, phone = "86", "", code, local
-                else:
-                    cc, mobile = _foreign(rng)
-                    area = phone = ""
+                cc, mobile, area, phone = _valid_number(rng, roll)
                 if len(recent) < 50_000:
                     recent.append((cc, mobile, area, phone))
                 elif rng.random() < 0.01:

@@ -12,7 +12,7 @@ from typing import Any
 from moto.dynamodb.models import DynamoDBBackend
 
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
-_LOCK = threading.RLock()
+WRITE_LOCK = threading.RLock()  # also taken by local.moto_bounded
 
 
 def make_dynamodb_writes_atomic() -> None:
@@ -23,8 +23,27 @@ def make_dynamodb_writes_atomic() -> None:
 
         @functools.wraps(method)
         def atomic(self: Any, *args: Any, __method: Any = method, **kwargs: Any) -> Any:
-            with _LOCK:
+            with WRITE_LOCK:
                 return __method(self, *args, **kwargs)
 
         atomic._outcall_atomic = True  # type: ignore[attr-defined]
         setattr(DynamoDBBackend, name, atomic)
+
+
+def make_sqs_deletes_atomic() -> None:
+    """moto's Queue.delete_message rebuilds the queue's message list; a message sent while it
+    does (another thread of the moto server) is appended to the old list and lost. Deleting under
+    the queue's own message lock (the one add_message appends under) loses nothing."""
+    from moto.sqs.models import Queue
+
+    method = Queue.delete_message
+    if getattr(method, "_outcall_atomic", False):
+        return
+
+    @functools.wraps(method)
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            method(self, receipt_handle)
+
+    delete_message._outcall_atomic = True  # type: ignore[attr-defined]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]

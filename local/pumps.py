@@ -3,9 +3,11 @@ functions template.yaml wires them to, as the AWS services would.
 
 - S3: the bucket notifies an internal queue (moto sends the real S3 event, keys URL-encoded);
   each event goes to every function whose S3 trigger (bucket, event, prefix, suffix) matches.
-- SQS: messages in batches of the trigger's BatchSize; with ReportBatchItemFailures only the
-  reported items stay, otherwise the whole batch does; failed messages come back after the
-  local visibility timeout and moto moves them to the DLQ after maxReceiveCount receives.
+- SQS: messages in batches of the trigger's BatchSize, up to OUTCALL_LOCAL_CONCURRENCY (4)
+  batches of one trigger at once (fewer if the trigger's MaximumConcurrency or the function's
+  ReservedConcurrentExecutions say so); with ReportBatchItemFailures only the reported items
+  stay, otherwise the whole batch does; failed messages come back after OUTCALL_SQS_RETRY_DELAY
+  seconds and moto moves them to the DLQ after maxReceiveCount receives (see SqsPump).
 - Scheduler: `at()` schedules fire once when due (then deleted if ActionAfterCompletion is
   DELETE); `rate()` schedules fire every period; failures are retried per RetryPolicy (at most
   OUTCALL_SCHEDULE_MAX_RETRIES locally) and then sent to the target's DeadLetterConfig queue.
@@ -28,6 +30,7 @@ from local.runtime import Runtime
 from local.template import ACCOUNT_ID, REGION, STACK_NAME, Function
 
 S3_EVENTS_QUEUE = f"{STACK_NAME}-local-s3-events"
+DEFAULT_CONCURRENCY = 4  # batches of one SQS trigger worked at once (OUTCALL_LOCAL_CONCURRENCY)
 RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
 
 
@@ -79,42 +82,102 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     }
 
 
+def sqs_concurrency(fn: Function, source: dict[str, Any], setting: int) -> int:
+    """How many batches of one SQS trigger are worked at once: the local setting
+    (OUTCALL_LOCAL_CONCURRENCY), lowered to the trigger's ScalingConfig.MaximumConcurrency and to
+    the function's ReservedConcurrentExecutions, as Lambda caps its pollers' invocations."""
+    caps = [setting, source.get("max_concurrency"), fn.reserved_concurrency]
+    return max(1, min(c for c in caps if c is not None))
+
+
 class SqsPump(Pump):
-    def __init__(self, runtime: Runtime, fn: Function, source: dict[str, Any], sqs: Any, retry_delay: int) -> None:
+    """One SQS trigger. This thread alone receives (moto's ReceiveMessage is not safe to call
+    from several threads on one queue) and only when a worker is free; each batch is then worked
+    by a thread of its own, at most `concurrency` at a time, as Lambda runs concurrent invocations
+    of a queue's function.
+
+    A batch is received with the queue's own visibility timeout (template.yaml), so a message
+    stays hidden while its batch is worked and comes back if the work outlasts it, as in SQS.
+    After the function answers, the messages it did not fail are deleted; the failed ones (all of
+    them when the function raised, or when it does not ReportBatchItemFailures) are made visible
+    again after `retry_delay` seconds (OUTCALL_SQS_RETRY_DELAY) instead of the queue's timeout, so
+    that retries are seen locally in seconds; moto moves a message to the DLQ after the redrive
+    policy's maxReceiveCount receives."""
+
+    def __init__(
+        self, runtime: Runtime, fn: Function, source: dict[str, Any], sqs: Any, retry_delay: int, concurrency: int = 1
+    ) -> None:
         super().__init__(f"sqs:{fn.name}")
         self.runtime, self.fn, self.sqs = runtime, fn, sqs
         self.batch_size = min(10, source["batch_size"])
         self.report_failures = source["report_failures"]
         self.queue_arn = source["queue_arn"]
-        self.queue_url = sqs.get_queue_url(QueueName=self.queue_arn.rsplit(":", 1)[1])["QueueUrl"]
+        self.queue_name = self.queue_arn.rsplit(":", 1)[1]
+        self.queue_url = sqs.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
         self.retry_delay = retry_delay
+        self.concurrency = concurrency
+        self._free = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most batches worked at once so far (tests, benchmarks)
 
     def tick(self) -> bool:
-        messages = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            VisibilityTimeout=self.retry_delay,
-            WaitTimeSeconds=0,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        if not self._free.acquire(timeout=self.interval):
+            return True  # every worker busy: ask again, the wait was the acquire
+        try:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.batch_size,
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        except BaseException:
+            self._free.release()
+            raise
         if not messages:
+            self._free.release()
             return False
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        threading.Thread(target=self._work, args=(messages,), name=f"{self.name}:batch", daemon=True).start()
+        return True
+
+    def _work(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            self.deliver(messages)
+        except Exception as exc:  # moto gone while stopping, or a hiccup: the messages come back
+            _log(f"{self.name}: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+            self._free.release()
+
+    def deliver(self, messages: list[dict[str, Any]]) -> None:
         event = sqs_event(messages, self.queue_arn)
         failed: set[str] = set()
         try:
-            result = self.runtime.invoke(self.fn, event, "sqs", self.queue_arn.rsplit(":", 1)[1])
+            result = self.runtime.invoke(self.fn, event, "sqs", self.queue_name)
             if self.report_failures and isinstance(result, dict):
                 failed = {f["itemIdentifier"] for f in result.get("batchItemFailures") or []}
         except Exception:
             failed = {m["MessageId"] for m in messages}
         done = [m for m in messages if m["MessageId"] not in failed]
+        again = [m for m in messages if m["MessageId"] in failed]
         if done:
             self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
-        return True
+        if again:
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.retry_delay}
+                    for i, m in enumerate(again)
+                ],
+            )
 
 
 class S3Pump(Pump):
@@ -199,7 +262,13 @@ class SchedulerPump(Pump):
 
     def tick(self) -> bool:
         now = time.time()
-        for schedule in self.schedules():
+        schedules = self.schedules()
+        present = {f"{s.get('GroupName', 'default')}/{s['Name']}/{s['ScheduleExpression']}" for s in schedules}
+        for gone in [k for k in self.fired if k not in present]:  # deleted or moved: forget it
+            del self.fired[gone]
+        for gone in [k for k in self.created if k not in present]:
+            del self.created[gone]
+        for schedule in schedules:
             if schedule.get("State", "ENABLED") != "ENABLED":
                 continue
             key = f"{schedule.get('GroupName', 'default')}/{schedule['Name']}/{schedule['ScheduleExpression']}"
@@ -265,11 +334,12 @@ def s3_notifications(session: Any, runtime: Runtime, sqs: Any) -> str:
 def start_pumps(session: Any, runtime: Runtime) -> list[Pump]:
     sqs = session.client("sqs", region_name=REGION)
     retry_delay = int(os.environ.get("OUTCALL_SQS_RETRY_DELAY", "1"))
+    concurrency = int(os.environ.get("OUTCALL_LOCAL_CONCURRENCY", str(DEFAULT_CONCURRENCY)))
     s3 = session.client("s3", region_name=REGION)
     pumps: list[Pump] = [S3Pump(runtime, sqs, s3, s3_notifications(session, runtime, sqs))]
     for fn in runtime.functions.values():
         for source in fn.sqs:
-            pumps.append(SqsPump(runtime, fn, source, sqs, retry_delay))
+            pumps.append(SqsPump(runtime, fn, source, sqs, retry_delay, sqs_concurrency(fn, source, concurrency)))
     pumps.append(
         SchedulerPump(
             runtime,

@@ -1,13 +1,21 @@
 """Starts the whole local system: moto, resources from template.yaml, provider simulators,
-the gateway and the pumps. `python -m local` runs it in the foreground."""
+the gateway and the pumps. `python -m local` runs it in the foreground.
+
+Two processes: moto server is a child process (local.moto_server), so that its request
+handling has an interpreter and a core of its own; the gateway, the pumps, the functions and
+the simulators run in this one. `stop()` ends the child as well (and the child ends itself if
+this process dies)."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import os
+import socket
+import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,20 +41,11 @@ class LocalStack:
     simulators: dict[str, Any] = field(default_factory=dict)
     pumps: list[Pump] = field(default_factory=list)
 
+    moto: subprocess.Popen[bytes] | None = None
+    gateway: Any = None
+
     def start(self) -> LocalStack:
-        import logging
-
-        from moto.server import ThreadedMotoServer
-
-        from local.moto_atomic import make_dynamodb_writes_atomic
-
-        make_dynamodb_writes_atomic()
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
-        self.moto.start()
-        endpoint = f"http://127.0.0.1:{self.aws_port}"
+        endpoint = self.start_moto()
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": endpoint,
@@ -94,6 +93,43 @@ class LocalStack:
         self.pumps = start_pumps(self.session, self.runtime)
         return self
 
+    def start_moto(self, timeout: float = 60) -> str:
+        """moto server as a child process on 127.0.0.1; its URL once it accepts connections."""
+        with socket.socket() as probe:  # a server already there would answer for a child that failed
+            try:
+                probe.bind(("127.0.0.1", self.aws_port))
+            except OSError as exc:
+                raise RuntimeError(f"port {self.aws_port} for moto is taken (OUTCALL_AWS_PORT): {exc}") from None
+        self.moto = subprocess.Popen(  # noqa: S603 - this interpreter, our module, a port number
+            [sys.executable, "-m", "local.moto_server", "--port", str(self.aws_port)],
+            cwd=ROOT,
+            # its own session: a Ctrl-C at the terminal reaches this process only, which stops the
+            # pumps before it stops moto
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.moto.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self.moto.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.aws_port), timeout=1):
+                    return f"http://127.0.0.1:{self.aws_port}"
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop_moto()
+                    raise RuntimeError(f"moto server not listening on {self.aws_port} after {timeout:.0f} s") from None
+                time.sleep(0.1)
+
+    def stop_moto(self, timeout: float = 10) -> None:
+        if self.moto is None or self.moto.poll() is not None:
+            return
+        self.moto.terminate()
+        try:
+            self.moto.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.moto.kill()
+            self.moto.wait()
+
     def start_simulators(self, gateway_url: str) -> dict[str, Any]:
         """Provider settings from the providers file; an entry whose baseUrl is "${simulator}"
         gets that provider's simulator, started here, with webhooks pointed at the gateway."""
@@ -109,12 +145,17 @@ class LocalStack:
         return settings
 
     def stop(self) -> None:
-        for pump in self.pumps:
-            pump.stop()
-        self.gateway.shutdown()
-        for simulator in self.simulators.values():
-            simulator.stop()
-        self.moto.stop()
+        """Stop taking work (pumps, gateway), then the simulators, then moto. Work that a
+        function has in hand is not waited for (`python -m local` exits right after)."""
+        try:
+            for pump in self.pumps:
+                pump.stop()
+            if self.gateway is not None:
+                self.gateway.shutdown()
+            for simulator in self.simulators.values():
+                simulator.stop()
+        finally:
+            self.stop_moto()
 
     def banner(self) -> str:
         lines = [

@@ -98,10 +98,19 @@ class Function:
     timeout: int
     memory: int
     environment: dict[str, str]
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions
     routes: list[Route] = field(default_factory=list)
-    sqs: list[dict[str, Any]] = field(default_factory=list)  # {queue_arn, batch_size, report_failures}
+    # {queue_arn, batch_size, report_failures, max_concurrency (ScalingConfig.MaximumConcurrency or None)}
+    sqs: list[dict[str, Any]] = field(default_factory=list)
     s3: list[dict[str, Any]] = field(default_factory=list)  # {bucket, events, prefix, suffix}
     schedules: list[dict[str, Any]] = field(default_factory=list)  # ScheduleV2 properties, resolved
+
+
+RESERVED = "ReservedConcurrentExecutions"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or value == "" else int(value)
 
 
 class Stack:
@@ -225,6 +234,7 @@ class Stack:
                 timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
                 memory=int(props.get("MemorySize", globals_.get("MemorySize", 128))),
                 environment={k: str(v) for k, v in env.items() if v is not None},
+                reserved_concurrency=_int_or_none(self.resolve(props.get(RESERVED, globals_.get(RESERVED)))),
             )
             for event in (props.get("Events") or {}).values():
                 kind, eprops = event["Type"], event.get("Properties", {})
@@ -239,6 +249,9 @@ class Stack:
                             "queue_arn": self.resolve(eprops["Queue"]),
                             "batch_size": int(eprops.get("BatchSize", 10)),
                             "report_failures": "ReportBatchItemFailures" in (eprops.get("FunctionResponseTypes") or []),
+                            "max_concurrency": _int_or_none(
+                                self.resolve((eprops.get("ScalingConfig") or {}).get("MaximumConcurrency"))
+                            ),
                         }
                     )
                 elif kind == "S3":

@@ -12,6 +12,7 @@ A simulator subclass registers routes with `route(method, regex)` and answers wi
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import threading
@@ -97,12 +98,13 @@ Handler = Callable[[SimRequest, "re.Match[str]"], Reply]
 
 class Simulator:
     key = "base"
+    journal_size = int(os.environ.get("OUTCALL_SIM_JOURNAL_SIZE", "1000"))
 
     def __init__(self, port: int = 0, settings: dict[str, Any] | None = None) -> None:
         self.settings = settings or {}
         self.faults = Faults()
         self.dialing = Dialing()
-        self.journal: list[SimRequest] = []
+        self.journal: list[SimRequest] = []  # the latest JOURNAL_SIZE requests (a long run stays bounded)
         self.canned: list[Reply] = []  # answers queued by tests, given before any route's
         self.lock = threading.RLock()
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
@@ -110,7 +112,8 @@ class Simulator:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
-        self._timers: list[threading.Timer] = []
+        self._timers: list[threading.Timer] = []  # pending ones; finished ones are dropped as it grows
+        self._prune_timers_at = 1024
         self.webhook_url: str | None = self.settings.get("webhookUrl")
         self.register()
 
@@ -151,7 +154,11 @@ class Simulator:
         """Run fn after `seconds` on a daemon timer (virtual dialing, webhooks)."""
         timer = threading.Timer(seconds, fn)
         timer.daemon = True
-        self._timers.append(timer)
+        with self.lock:
+            if len(self._timers) >= self._prune_timers_at:
+                self._timers = [t for t in self._timers if t.is_alive()]
+                self._prune_timers_at = max(1024, 2 * len(self._timers))
+            self._timers.append(timer)
         timer.start()
 
     def outcome(self) -> str:
@@ -272,6 +279,8 @@ class Simulator:
                 if reply is None:
                     with sim.lock:
                         sim.journal.append(req)
+                        if len(sim.journal) > sim.journal_size:
+                            del sim.journal[: len(sim.journal) - sim.journal_size]
                     fault = sim._fault()
                     if sim.faults.delay_seconds:
                         time.sleep(sim.faults.delay_seconds)

@@ -1,15 +1,26 @@
-"""Quanshi live-event dial-out simulator: token/create with AppKey/Nonce/CurTime/CheckSum checked,
-token in the body checked (code 40001 when unknown or expired), event/call/add (keep) and
-event/call/save (replace) answering as the seed shows (camelCase, or the older snake_case with
-`answerShape: "snake"`), errorType 1 bad number / 2 duplicate, beforeMinutes 0-60, event/info,
-virtual dialing of callees when they are due, and lifecycle pushes (meetingbegin, meetingend,
-update) to {webhookUrl}/{event} carrying the webhook secret as the settings say.
+"""Quanshi live-event dial-out simulator, written from seeds/quanshi-event-call-add.txt (event/call/add:
+body `token`, `eventId` Long, `beforeMinutes` Int 0-60 default 30, `callList` of {name, company,
+countryCode (digits, no + or 00), mobile, or areaCode (mainland China, no leading 0) + phone, role 0-3};
+answer `{timeStamp, requestId, code, msg, data}` with `scheduledCall{successData, failedData}`,
+`realTimeCall{failedData: name, company, countryCode, areaCode, number}`, `callType` 1 scheduled /
+2 real time, `errorType` 1 bad number / 2 duplicate in failed rows only; the older event/call/create
+answering `total_count, success_count, fail_count, fail_data, success_data`) and PROVIDERS.md (token
+with headers AppKey / Nonce / CurTime (ms) / CheckSum answering `data.token`, valid 86400 s;
+event/call/save replacing the list; event/info with `startTime` / `endTime` in seconds and `status`
+0 cancelled / 1 created / 4 ended; lifecycle pushes meetingbegin / meetingend / update).
 
-Settings: appKey, appSecret, userId, checksum ("sha1" default or "md5": sha1/md5 of
-secret+nonce+curTime), webhookUrl, webhookSecret, webhookAuth ("query"/"header"), webhookTokenParam,
-webhookHeader, batchSize (100), tokenTtlSeconds (86400), autoCreateEvents (true: an unknown eventId is
-a meeting starting in autoEventStartSeconds, default 3600), answerShape ("camel"/"snake").
-Test hooks: create_event(), begin(), end(), expire_tokens(), answer_next(Reply).
+What no document settles is the simulator's, stated here: the CheckSum formula (setting `checksum`,
+"sha1" default or "md5", of secret+nonce+curTime, as the module's default assumes), the codes of
+refusals (40001 token unknown or expired, 400 a malformed body, 404 an unknown meeting; 200 is the
+only documented code), the push body (`{event, eventId, timestamp, startTime, endTime, status}`) and
+how a push proves itself (webhookSecret in the query or a header), the callee limit per call
+(batchSize 100). A callee due (`startTime - beforeMinutes`) is dialled then; one added after the
+start is dialled at once (callType 2).
+
+Settings: appKey, appSecret, userId, checksum, webhookUrl, webhookSecret, webhookAuth ("query"/"header"),
+webhookTokenParam, webhookHeader, batchSize (100), tokenTtlSeconds (86400), autoCreateEvents (true: an
+unknown eventId is a meeting starting in autoEventStartSeconds, default 3600), answerShape
+("camel"/"snake"). Test hooks: create_event(), begin(), end(), expire_tokens(), answer_next(Reply).
 """
 
 from __future__ import annotations
@@ -130,7 +141,7 @@ class QuanshiSimulator(Simulator):
         token = secrets.token_hex(16)
         with self.lock:
             self.tokens[token] = time.time() + float(self.settings.get("tokenTtlSeconds", 86400))
-        return _answer(200, "success", {"token": token, "expire": 86400})
+        return _answer(200, "success", {"token": token})
 
     def _api(self, req: SimRequest, match: re.Match[str]) -> Reply:
         try:
@@ -143,6 +154,8 @@ class QuanshiSimulator(Simulator):
             op = match.group("op")
             if "eventId" not in body:
                 return _answer(400, "eventId is required")
+            if isinstance(body["eventId"], bool) or not str(body["eventId"]).isdigit():
+                return _answer(400, "eventId is a Long")
             event = self.events.get(str(body["eventId"]))
         if event is None:
             if not self.settings.get("autoCreateEvents", True):
@@ -166,11 +179,13 @@ class QuanshiSimulator(Simulator):
     # ---------------------------------------------------------------- callees
     def _calls(self, event: dict[str, Any], body: dict[str, Any], replace: bool, snake: bool) -> Reply:
         minutes = body.get("beforeMinutes", 30)
-        if not isinstance(minutes, int) or not 0 <= minutes <= 60:
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 0 <= minutes <= 60:
             return _answer(400, "beforeMinutes must be 0-60")
         call_list = body.get("callList")
-        if not isinstance(call_list, list):
+        if not isinstance(call_list, list) or not all(isinstance(e, dict) for e in call_list):
             return _answer(400, "callList is required")
+        if any(e.get("role", 0) not in (0, 1, 2, 3) for e in call_list):
+            return _answer(400, "role is 0 attendee, 1 speaker, 2 host or 3 guest")
         if len(call_list) > int(self.settings.get("batchSize", 100)):
             return _answer(400, f"callList holds more than {self.settings.get('batchSize', 100)} callees")
         if event["status"] != 1:
@@ -255,7 +270,6 @@ class QuanshiSimulator(Simulator):
                             "countryCode": f["countryCode"],
                             "areaCode": f["areaCode"],
                             "number": f["mobile"] or f["phone"],
-                            "errorType": f["errorType"],
                         }
                         for f in failed
                     ]

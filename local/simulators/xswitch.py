@@ -1,17 +1,28 @@
-"""XSwitch XUI simulator: sessions, `/api/out_call_tasks` and a virtual dialer.
+"""XSwitch XUI simulator, written from the documents: docs.xswitch.cn/rest-api/api (获取 Token:
+`POST /api/sessions` with `login` + `password` or `login` + `dev_key`, JSON or form body, answers
+`{"code": 200, "token"}`, a refused login HTTP 403 `{code: 403, text: "Wrong username or password"}`,
+5 failures lock token issue for 2 hours), docs.xswitch.cn/auth/ (a token past its lifetime, default
+24 h, is answered HTTP 403) and the auto-dial section kept as seeds/xswitch-out-call-tasks.txt
+(every route below, its body fields and answer shapes: list endpoints answer strings, the
+single-task endpoint integers, writes `{code: 200, message: "success", data}`, the import
+`data: "{}"`, start/stop a list of ids).
 
-Speaks the API as seeds/xswitch-out-call-tasks.txt shows it: list endpoints answer strings,
-the single-task endpoint integers, writes `{code:200, message:"success", data}`. A bad login is
-HTTP 403 (5 in a row lock the account for 2 h), a missing or unknown `X-XTRA-AUTH-ID` HTTP 401.
+What the documents do not settle is a setting: numbersPaging ("honour": `/numbers` pages by
+`page`/`perPage` like the task list; "ignore": `page`/`perPage` are not documented there, so it
+answers its first numbersPageSize rows with the true pageCount/rowCount whatever is asked),
+numbersPageSize (50), tokenTtlSeconds (86400). Errors other than the login's are the HTTP status
+with `{code, text}` (the login's documented shape). A running task dials its numbers never tried,
+also those imported while it runs; stop ends calls in progress as `stop` (cause MANAGER_REQUEST)
+and a later start dials only numbers with `outbound_call` "1".
 
 Settings (same dict as the provider): login, password, devKey; optional maxNumbersPerImport
-(default 10000), maxNumbersPerTask (default 1000000), timezone (Asia/Shanghai).
+(default 10000, the simulator's), maxNumbersPerTask (default 1000000, the simulator's), timezone
+(Asia/Shanghai), numbersPaging, numbersPageSize, tokenTtlSeconds.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import threading
 import time
 import uuid
@@ -19,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from local.simulators.base import Reply, SimRequest, Simulator
@@ -48,6 +60,27 @@ TASK_FIELDS = {
     "data": "",
     "context": "",
 }
+# what the four documented PUT kinds write (修改基本信息 / 修改呼叫设置 / 修改呼叫确认 / 修改接通后动作)
+WRITABLE = {
+    "group_name",
+    "description",
+    "cid_number",
+    "cid_name",
+    "dest_context",
+    "calling_time",
+    "max_caps",
+    "max_concurrency",
+    "task_start_time",
+    "auto_dial",
+    "disable_ring_back",
+    "auto_record",
+    "group_confirm_key",
+    "group_confirm_read_timeout",
+    "group_confirm_file",
+    "action",
+    "data",
+}
+SWITCHES = {"auto_dial", "disable_ring_back", "auto_record"}  # 开关: 0 or 1
 INT_FIELDS = {"calling_time", "max_caps", "max_concurrency", "auto_dial", "disable_ring_back", "auto_record"}
 
 
@@ -104,7 +137,7 @@ class XSwitchSimulator(Simulator):
 
     def register(self) -> None:
         self.tz = ZoneInfo(str(self.settings.get("timezone", "Asia/Shanghai")))
-        self.tokens: set[str] = set()
+        self.tokens: dict[str, float] = {}
         self.bad_logins = 0
         self.locked_until = 0.0
         self.tasks: dict[int, Task] = {}
@@ -133,22 +166,23 @@ class XSwitchSimulator(Simulator):
         return datetime.now(self.tz).strftime(TIME_FORMAT)
 
     def expire_tokens(self) -> None:
-        """What a PBX restart or session timeout does: every issued token stops working."""
+        """What a session timeout does: every issued token is past its lifetime."""
         with self.lock:
-            self.tokens.clear()
+            for token in self.tokens:
+                self.tokens[token] = 0.0
 
     @staticmethod
     def ok(data: Any) -> Reply:
         return Reply(200, {"code": 200, "message": "success", "data": data})
 
     @staticmethod
-    def err(status: int, message: str) -> Reply:
-        return Reply(status, {"code": status, "message": message})
+    def err(status: int, text: str) -> Reply:
+        return Reply(status, {"code": status, "text": text})
 
     def authed(self, req: SimRequest) -> bool:
         token = req.headers.get("X-XTRA-AUTH-ID") or req.headers.get("x-xtra-auth-id")
         with self.lock:
-            return bool(token) and token in self.tokens
+            return bool(token) and self.tokens.get(str(token), 0.0) > time.time()
 
     def task(self, match: re.Match[str]) -> Task | None:
         return self.tasks.get(int(match.group(1)))
@@ -193,31 +227,36 @@ class XSwitchSimulator(Simulator):
     # ---------------------------------------------------------------- auth
 
     def _login(self, req: SimRequest, match: re.Match[str]) -> Reply:
-        body = self.body(req)
+        """login is required; with password, or with dev_key in its place. JSON or form body."""
+        content_type = next((v for k, v in req.headers.items() if k.lower() == "content-type"), "")
+        if "x-www-form-urlencoded" in content_type:
+            body: dict[str, Any] = {k: v[-1] for k, v in parse_qs(req.body.decode()).items()}
+        else:
+            body = self.body(req)
         with self.lock:
             if time.time() < self.locked_until:
-                return self.err(403, "account locked after too many failed logins, try again in 2 hours")
+                return self.err(403, "Wrong username or password")  # locked: no token for 2 hours
             dev_key = self.settings.get("devKey")
-            good = (
-                bool(body.get("login"))
-                and body.get("login") == self.settings.get("login")
-                and body.get("password") == self.settings.get("password")
-            ) or (bool(dev_key) and body.get("dev_key") == dev_key)
+            known = bool(body.get("login")) and str(body.get("login")) == str(self.settings.get("login"))
+            good = known and (
+                ("password" in body and body.get("password") == self.settings.get("password"))
+                or (bool(dev_key) and body.get("dev_key") == dev_key)
+            )
             if not good:
                 self.bad_logins += 1
                 if self.bad_logins >= LOCK_AFTER:
                     self.locked_until = time.time() + LOCK_SECONDS
-                return self.err(403, "login failed")
+                return self.err(403, "Wrong username or password")
             self.bad_logins = 0
-            token = secrets.token_hex(16)
-            self.tokens.add(token)
-        return Reply(200, {"code": 200, "message": "success", "token": token})
+            token = str(uuid.uuid4())
+            self.tokens[token] = time.time() + float(self.settings.get("tokenTtlSeconds", 86400))
+        return Reply(200, {"code": 200, "token": token})
 
     # ---------------------------------------------------------------- tasks
 
     def _list_tasks(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         q = req.query
         page = max(1, _int(q.get("page", ["1"])[0]))
         per_page = max(1, _int(q.get("perPage", ["500"])[0]))
@@ -235,7 +274,7 @@ class XSwitchSimulator(Simulator):
 
     def _create(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         body = self.body(req)
         if not body.get("group_name"):
             return self.err(400, "group_name is required")
@@ -250,7 +289,7 @@ class XSwitchSimulator(Simulator):
 
     def _get(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         with self.lock:
             task = self.task(match)
             if task is None:
@@ -259,25 +298,33 @@ class XSwitchSimulator(Simulator):
 
     def _update(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         body = self.body(req)
         with self.lock:
             task = self.task(match)
             if task is None:
                 return self.err(404, "not found")
-            unknown = sorted(set(body) - set(TASK_FIELDS))
+            unknown = sorted(set(body) - WRITABLE)
             if unknown:
                 return self.err(400, f"unknown field: {', '.join(unknown)}")
             for key, value in body.items():
                 if key in INT_FIELDS and not str(value).lstrip("-").isdigit():
                     return self.err(400, f"{key} must be an integer")
+                if key in SWITCHES and str(value) not in ("0", "1"):
+                    return self.err(400, f"{key} is a switch: 0 or 1")
+            start_time = body.get("task_start_time")
+            if start_time:
+                try:
+                    datetime.strptime(str(start_time), TIME_FORMAT)
+                except ValueError:
+                    return self.err(400, "task_start_time is YYYY-MM-DD HH:MM:SS")
             task.fields.update(body)
             task.updated_at = self.now()
         return self.ok(str(task.id))
 
     def _delete(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         with self.lock:
             task = self.tasks.pop(int(match.group(1)), None)
             if task is None:
@@ -287,7 +334,7 @@ class XSwitchSimulator(Simulator):
 
     def _clone(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         body = self.body(req)
         with self.lock:
             source = self.tasks.get(_int(body.get("id")))
@@ -310,7 +357,7 @@ class XSwitchSimulator(Simulator):
 
     def _start_stop(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         body = self.body(req)
         action = body.get("action")
         ids = body.get("data")
@@ -350,7 +397,7 @@ class XSwitchSimulator(Simulator):
 
     def _import(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         rows = self.body(req).get("data")
         if not isinstance(rows, list):
             return self.err(400, "data must be a list")
@@ -364,8 +411,8 @@ class XSwitchSimulator(Simulator):
                 return self.err(400, "too many numbers in this task")
             now = self.now()
             for row in rows:
-                if not isinstance(row, dict):
-                    return self.err(400, "each number is an object")
+                if not isinstance(row, dict) or set(row) - {"dest_number", "external_id"}:
+                    return self.err(400, "each number is an object of dest_number and external_id")
             for row in rows:
                 task.numbers.append(
                     Number(
@@ -381,9 +428,11 @@ class XSwitchSimulator(Simulator):
 
     def _numbers(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         page = max(1, _int(req.query.get("page", ["1"])[0]))
         per_page = max(1, _int(req.query.get("perPage", ["500"])[0]))
+        if self.settings.get("numbersPaging", "honour") == "ignore":
+            page, per_page = 1, int(self.settings.get("numbersPageSize", 50))
         with self.lock:
             task = self.task(match)
             if task is None:
@@ -396,7 +445,7 @@ class XSwitchSimulator(Simulator):
 
     def _download(self, req: SimRequest, match: re.Match[str]) -> Reply:
         if not self.authed(req):
-            return self.err(401, "unauthorized")
+            return self.err(403, "Forbidden")
         header = [
             "任务名称",
             "接通后动作",
@@ -439,16 +488,14 @@ class XSwitchSimulator(Simulator):
     # ---------------------------------------------------------------- the virtual dialer
 
     def _dial(self, task: Task, generation: int) -> None:
-        """Dial numbers never tried, max_concurrency at a time, until none is left or the task
-        is stopped, restarted or deleted."""
+        """Dial numbers never tried, max_concurrency at a time, while the task runs (numbers imported
+        into it meanwhile too), until it is stopped, restarted or deleted."""
         while not self._closed.is_set():
             with self.lock:
                 if task.generation != generation or task.status != "running":
                     return
                 width = max(1, _int(task.fields.get("max_concurrency")) or 1)
                 batch = [n for n in task.numbers if n.outbound_call == "1" and n.call_status == "init"][:width]
-                if not batch:
-                    return
                 now = self.now()
                 for n in batch:
                     n.call_status = "calling"
@@ -457,6 +504,9 @@ class XSwitchSimulator(Simulator):
                     n.call_start_time = now
                     n.updated_at = now
                 outcomes = [self.outcome() for _ in batch]
+            if not batch:
+                self._closed.wait(0.02)  # a running task dials numbers imported into it later
+                continue
             time.sleep(self.dialing.ring_seconds)
             if any(o == "answered" for o in outcomes):
                 with self.lock:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -68,6 +69,8 @@ class Cheap:
     external_id: str | None = None
     name: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    release_key: str | None = None
+    attempt: int = 1
 
 
 def contacts(n: int, start: int = 0) -> list[ContactSpec]:
@@ -184,7 +187,7 @@ def test_create_task_maps_the_spec_and_every_documented_option(sim, provider):
             "UserFields": [{"source": "outcall"}],
             "AutoTriggerTimeStrategy": "9,22",
             "TimeStrategy": "3",
-            "autoComplete": 0,
+            "AutoComplete": 1,
         },
     )
     calling = spec.model_copy(update={"calling_window": CallingWindow()})
@@ -194,11 +197,13 @@ def test_create_task_maps_the_spec_and_every_documented_option(sim, provider):
     assert sent["CustomerClids"] == "01012345678,01012345679" and sent["CustomerClidsCategory"] == "1"
     assert sent["Concurrency"] == "8" and sent["CustomerTimeout"] == "60"  # clamped to the documented 5..60
     retry = json.loads(sent["RetryStrategy"])
-    assert retry == {"retry": 2, "strategy": [{"round": 1, "time": "0-1-30"}, {"round": 2, "time": "0-1-30"}]}
+    # timed from the first call (RetryStrategyTimeType 1): each round later than the one before
+    assert retry == {"retry": 2, "strategy": [{"round": 1, "time": "0-1-30"}, {"round": 2, "time": "0-3-0"}]}
+    assert sent["RetryStrategyTimeType"] == "1"
     assert (sent["AutoStart"], sent["AutoStartDay"], sent["AutoStartTime"]) == ("1", "2026-01-01", "08:30:00")
     assert (sent["AutoStop"], sent["AutoStopDay"], sent["AutoStopTime"]) == ("1", "2026-01-01", "18:00:00")
     assert sent["AutoTaskType"] == "1" and sent["AutoTriggerTimeStrategy"] == "9,22" and sent["TimeStrategy"] == "3"
-    assert sent["Quotiety"] == "1.5" and sent["PredictAdjust"] == "120" and sent["AutoComplete"] == "0"
+    assert sent["Quotiety"] == "1.5" and sent["PredictAdjust"] == "120" and sent["AutoComplete"] == "1"
     assert json.loads(sent["UserFields"]) == [{"source": "outcall"}]
     assert sent["AutoDelete"] == "0"
     stored = provider.get_task(task_id)
@@ -214,6 +219,8 @@ def test_refusals_before_any_request(sim, provider):
         provider.create_task(predictive(provider_options={"NoSuchField": 1}))
     with pytest.raises(Unprocessable):
         provider.create_task(predictive(calling_window=CallingWindow()))
+    with pytest.raises(Unprocessable, match="shorter than 50"):
+        provider.create_task(predictive("n" * 50))
     assert sim.journal == []
 
 
@@ -287,8 +294,9 @@ def test_import_sends_tels_and_properties(sim, provider):
         "plan": "gold",
         "externalId": "c1",
         "name": "Li",
+        "attempt": 1,
     }
-    assert rows[1] == {"Tel": "01012345678"}  # national format, trunk prefix kept
+    assert rows[1]["Tel"] == "01012345678"  # national format, trunk prefix kept
     assert "TaskTelList" not in calls(sim, "CloudImportTaskTel")[0].query  # in the signed body, not the URL
     assert [t.tel for t in sim.tasks[int(task_id)].tels] == ["13800000001", "01012345678"]
 
@@ -300,6 +308,7 @@ def test_duplicates_in_a_batch_are_reported_per_contact(sim, provider):
     assert len(json.loads(params(calls(sim, "CloudImportTaskTel")[0])["TaskTelList"])) == 2
 
 
+@pytest.mark.slow
 def test_250001_numbers_are_three_import_calls(sim):
     provider = make_provider(sim, dialFormat="e164", readTimeout=30)
     task_id = provider.create_task(predictive("big"))
@@ -411,13 +420,28 @@ def test_poll_returns_each_cdr_once(sim, provider):
     assert all(q["TimeRangeType"] == "2" and int(q["Limit"]) <= 1000 for q in queries)
 
 
-def test_cdr_status_mapping(sim, provider):
+def test_cdr_result_is_the_status_code_and_the_text_stays_raw(sim):
+    """SDK CloudQueryPredictiveCallCdrResponseBodyDataList: StatusCode 40/41/42/43, Status the text;
+    SipCause is a number-status code (710, 719, 800 ...), mapped only by numberStatusMap."""
+    provider = make_provider(sim, numberStatusMap={"710": "busy"})
     cursor = provider.poll_results(None).cursor
-    for status, sip in (("40", "480"), ("40", "486"), ("41", "200"), ("42", "0"), ("43", "200")):
-        sim.add_cdr(Status=status, SipCause=sip)
+    rows = [("40", "客户未接听", "719", ""), ("40", "客户未接听", "710", ""), ("41", "客户接听", "", "1000")]
+    rows += [("42", "已呼叫", "800", ""), ("43", "双方接听", "", "1002"), ("43", "双方接听", "", "1001")]
+    for code, text, sip, reason in rows:
+        sim.add_cdr(StatusCode=code, Status=text, SipCause=sip, EndReason=reason)
     events, _ = drain(provider, cursor)
-    assert [e.status for e in events] == ["no-answer", "busy", "completed", "failed", "completed"]
-    assert [e.raw["Status"] for e in events] == ["40", "40", "41", "42", "43"]
+    assert [e.status for e in events] == ["no-answer", "busy", "completed", "failed", "completed", "completed"]
+    assert [e.hangup_cause for e in events] == [
+        "no-answer",
+        "busy",
+        "callee-hangup",
+        "number-status-800",
+        "released",
+        "caller-hangup",
+    ]
+    assert [(e.raw["StatusCode"], e.raw["Status"]) for e in events] == [(c, t) for c, t, _, _ in rows]
+    assert events[3].raw["SipCause"] == "800" and events[2].raw["EndReason"] == "1000"
+    assert all(e.started_at is not None and e.started_at.utcoffset() == timedelta(0) for e in events)
 
 
 def test_poll_is_incremental_while_calls_end(sim, provider):
@@ -499,3 +523,211 @@ def test_settle_window_waits_for_late_cdrs(sim):
     time.sleep(1.1)
     events, _ = drain(provider, cursor)
     assert len(events) == 1
+
+
+# ---------------------------------------------------------------- documented rules (issue 12)
+
+SEEDS = Path("/work/shared/seeds")
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_the_seed_answer_fixture_is_the_seed_byte_for_byte_and_the_sdk_reads_it():
+    fixture = (FIXTURES / "aliyun-cloud-create-task-answer.json").read_text()
+    if SEEDS.exists():
+        assert fixture in (SEEDS / "aliyun-vms-cloud-create-task.txt").read_text()
+    from alibabacloud_dyvmsapi20170525 import models as vms
+
+    body = vms.CloudCreateTaskResponseBody().from_map(json.loads(fixture))
+    assert body.code == "OK" and body.data.id == "11" and body.data.status == "3"
+
+
+def test_the_simulator_answers_create_task_in_the_seed_shape(sim):
+    import requests
+
+    seed = json.loads((FIXTURES / "aliyun-cloud-create-task-answer.json").read_text())
+    make_provider(sim, signatureAlgorithm="v2").create_task(predictive("shape"))
+    signed = calls(sim, "CloudCreateTask")[0]  # replayed as is: the v1 signature is in its parameters
+    raw = requests.post(sim.url + "/", params={k: v[-1] for k, v in signed.query.items()}, timeout=5).json()
+    assert {"RequestId", "Code", "Message", "Data"} <= set(raw) and raw["Code"] == seed["Code"]
+    assert {"Id", "Name", "Status", "Type", "EnterpriseId"} <= set(raw["Data"]) <= set(seed["Data"])
+    assert all(isinstance(v, str) for k, v in raw["Data"].items() if k != "AutoComplete")
+
+
+def test_retry_rounds_timed_from_the_first_call_must_increase(sim, provider):
+    late_first = '{"retry":2,"strategy":[{"round":1,"time":"0-2-0"},{"round":2,"time":"0-1-0"}]}'
+    with pytest.raises(Unprocessable, match="later than the round before"):
+        provider.create_task(predictive(provider_options={"RetryStrategy": late_first}))
+    assert sim.journal == []
+    # timed from the previous call (type 2) the same rounds are fine, and so is an equal interval
+    provider.create_task(predictive(provider_options={"RetryStrategy": late_first, "RetryStrategyTimeType": 2}))
+    spec = predictive(retry=RetryStrategy(rounds=3, interval_minutes=20), provider_options={"RetryStrategyTimeType": 2})
+    provider.create_task(spec)
+    sent = json.loads(params(calls(sim, "CloudCreateTask")[-1])["RetryStrategy"])
+    assert [r["time"] for r in sent["strategy"]] == ["0-0-20", "0-0-20", "0-0-20"]
+
+
+def test_the_simulator_holds_requests_to_the_document(sim, provider):
+    """Sent straight through the SDK (past the module's own checks): refused as POP refuses."""
+    from alibabacloud_dyvmsapi20170525 import models as vms
+    from Tea.exceptions import TeaException
+
+    bad = '{"retry":2,"strategy":[{"round":1,"time":"0-2-0"},{"round":2,"time":"0-1-0"}]}'
+    cases = [
+        (dict(name="x", type=1, cnos="1", retry_strategy=bad), "InvalidParameter"),
+        (dict(name="x", type=2), "MissingParameter"),  # auto task without IvrId / IvrName
+        (dict(name="x", type=1, customer_clids_category=3), "InvalidParameter"),
+        (dict(name="x", type=1, customer_clids_category=4), "MissingParameter"),
+        (dict(name="x", type=1, customer_timeout=61), "InvalidParameter"),
+        (dict(type=1), "MissingParameter"),
+    ]
+    for fields, code in cases:
+        request = vms.CloudCreateTaskRequest(enterprise_id=36, **fields)
+        with pytest.raises(TeaException) as info:
+            provider.client.cloud_create_task_with_options(request, provider._runtime())
+        assert info.value.code == code, fields
+    assert sim.tasks == {}
+
+
+@pytest.mark.parametrize(
+    ("caller_ids", "category"),
+    [(["01012345678"], "1"), (["13800000001", "13800000002"], "2"), (["13800000001", "01012345678"], "1")],
+)
+def test_caller_ids_give_the_documented_category(sim, provider, caller_ids, category):
+    provider.create_task(predictive(caller_ids=caller_ids))
+    sent = params(calls(sim, "CloudCreateTask")[-1])
+    assert sent["CustomerClidsCategory"] == category and sent["CustomerClids"] == ",".join(caller_ids)
+
+
+def test_number_pool_and_navigation_need_a_group(sim, provider):
+    for category in (4, 5):
+        with pytest.raises(Unprocessable, match="CustomerClidsGroup"):
+            provider.create_task(predictive(provider_options={"CustomerClidsCategory": category}))
+    with pytest.raises(Unprocessable, match="CustomerClids"):
+        provider.create_task(predictive(provider_options={"CustomerClidsCategory": 2}))
+    assert sim.journal == []
+    provider.create_task(predictive(provider_options={"CustomerClidsCategory": 4, "CustomerClidsGroup": "pool-a"}))
+    sent = params(calls(sim, "CloudCreateTask")[-1])
+    assert sent["CustomerClidsCategory"] == "4" and sent["CustomerClidsGroup"] == "pool-a"
+
+
+@pytest.mark.parametrize("owned", ["EnterpriseId", "TaskId", "Name", "Type", "AutoDelete"])
+def test_fields_outcall_owns_cannot_come_from_provider_options(sim, provider, owned):
+    with pytest.raises(Unprocessable, match=owned):
+        provider.create_task(predictive(provider_options={owned: 1}))
+    assert sim.journal == []
+
+
+def test_a_partial_import_is_found_out_number_by_number(sim, provider):
+    """ImportTotal 4, SuccessTotal 2: the batch is withdrawn (CloudDeleteTaskTel FileId, Status 0) and
+    halves are imported again until each number's answer is exact; nobody is reported added who is not."""
+    task_id = provider.create_task(predictive("partial"))
+    people = contacts(4)
+    people[1] = ContactSpec(e164="+8613800000001", external_id="bad")
+    sim.settings["refuseTels"] = ["13800000001"]
+    provider.add_contacts(task_id, [contacts(1, start=3)[0]])  # already in the task
+    sim.journal.clear()
+    outcomes = provider.add_contacts(task_id, people)
+    assert [(o.accepted, o.already_held, o.reason) for o in outcomes] == [
+        (True, False, None),
+        (False, False, "invalid"),
+        (True, False, None),
+        (True, True, "duplicate in task"),
+    ]
+    first = calls(sim, "CloudImportTaskTel")[0]
+    deletes = [params(r) for r in calls(sim, "CloudDeleteTaskTel")]
+    assert deletes and deletes[0]["Status"] == "0" and deletes[0]["TaskId"] == task_id
+    assert len(json.loads(params(first)["TaskTelList"])) == 4
+    held = sorted(t.tel for t in sim.tasks[int(task_id)].tels)
+    assert held == ["13800000000", "13800000002", "13800000003"]  # each once
+    assert all(o.provider_ref and o.provider_ref.split(":")[1] for o in outcomes if o.accepted and not o.already_held)
+
+
+def test_a_refused_batch_is_not_reported_added(sim, provider):
+    task_id = provider.create_task(predictive("all-bad"))
+    sim.settings["refuseTels"] = ["13800000000", "13800000001"]
+    outcomes = provider.add_contacts(task_id, contacts(2))
+    assert [(o.accepted, o.reason) for o in outcomes] == [(False, "invalid"), (False, "invalid")]
+    assert calls(sim, "CloudDeleteTaskTel") == []
+
+
+def test_retries_import_the_number_again_and_the_running_task_dials_it(sim, provider):
+    task_id = provider.create_task(predictive("waves", concurrency=2))
+    provider.start_task(task_id)
+    first = provider.add_contacts(task_id, [ContactSpec(e164="+8613800000001", release_key="k1", attempt=1)])
+    wait_for(lambda: len(sim.cdrs) == 1)
+    again = provider.add_contacts(task_id, [ContactSpec(e164="+8613800000001", release_key="k2", attempt=2)])
+    assert first[0].accepted and again[0].accepted and not again[0].already_held
+    assert [params(r)["IsRepeat"] for r in calls(sim, "CloudImportTaskTel")] == ["1", "0"]
+    wait_for(lambda: len(sim.cdrs) == 2)
+    assert provider.get_task(task_id)["Status"] == "1"  # AutoComplete 0: waits for the next wave
+    events, _ = drain(provider)
+    assert sorted((e.attempt, e.provider_contact_ref) for e in events) == [(1, "k1"), (2, "k2")]
+
+
+def test_the_documented_auto_complete_ends_a_task_that_ran_dry(sim):
+    provider = make_provider(sim, autoComplete=1)
+    task_id = provider.create_task(predictive("dry"))
+    provider.add_contacts(task_id, contacts(1))
+    provider.start_task(task_id)
+    wait_for(lambda: provider.get_task(task_id)["Status"] == "3")
+    with pytest.raises(ProviderError) as info:
+        provider.start_task(task_id)
+    assert info.value.provider_code == "TaskStatusError"
+
+
+def test_cancel_withdraws_numbers_not_called_yet(sim, provider):
+    task_id = provider.create_task(predictive("cancel", concurrency=1))
+    outcomes = provider.add_contacts(task_id, contacts(3))
+    refs = [o.provider_ref for o in outcomes]
+    assert all(refs)
+    sim.tasks[int(task_id)].tels[0].dialled = True  # as if the first had been called
+    sim.add_cdr(TaskId=task_id, TaskFileId=refs[0].split(":")[0], CustomerNumber=refs[0].split(":")[1])
+    withdrawn = provider.cancel_contacts(task_id, [r for r in refs if r] + ["junk"])
+    assert withdrawn == refs[1:]
+    assert [t.tel for t in sim.tasks[int(task_id)].tels] == [refs[0].split(":")[1]]
+    sent = params(calls(sim, "CloudDeleteTaskTel")[0])
+    assert sent["Status"] == "0" and sent["Tels"] == ",".join(r.split(":")[1] for r in refs)
+
+
+def test_stop_is_pause_and_withdrawing_what_is_not_called(sim, provider):
+    task_id = provider.create_task(predictive("stop"))
+    provider.add_contacts(task_id, contacts(3))
+    sim.dialing.ring_seconds = 0.3
+    provider.start_task(task_id)
+    provider.stop_task(task_id)
+    assert provider.get_task(task_id)["Status"] == "2"
+    assert [action(r) for r in sim.journal][-3:-1] == ["CloudPauseTask", "CloudDeleteTaskTel"]
+    assert len(sim.tasks[int(task_id)].tels) == 1
+    assert all(t.dialled for t in sim.tasks[int(task_id)].tels)  # only numbers already called remain
+
+
+def test_recording_and_times_in_utc(sim):
+    provider = make_provider(sim, recordingUrlTemplate="https://rec.example/{file}")
+    cursor = provider.poll_results(None).cursor
+    now = int(time.time())
+    sim.add_cdr(
+        StatusCode="41",
+        Status="客户接听",
+        StartTime=str(now - 20),
+        AnswerTime=str(now - 15),
+        EndTime=str(now),
+        EndReason="1000",
+        RecordFile=[{"File": "abc.mp3", "Type": "record", "MonitorType": 1}],
+    )
+    [event], _ = drain(provider, cursor)
+    assert event.recording_url == "https://rec.example/abc.mp3"
+    assert event.answered_at == datetime.fromtimestamp(now - 15, UTC) and event.ended_at.tzinfo == UTC
+
+
+def test_provider_redial_can_be_turned_off(sim):
+    provider = make_provider(sim, providerRedial=False)
+    provider.create_task(predictive(retry=RetryStrategy(rounds=2, interval_minutes=30)))
+    assert "RetryStrategy" not in params(calls(sim, "CloudCreateTask")[-1])
+
+
+def test_update_leaves_out_the_create_only_fields(sim, provider):
+    spec = predictive("upd", provider_options={"CallGroupType": 1, "Cnos": "2000"})
+    task_id = provider.create_task(spec)
+    provider.update_task(task_id, spec.model_copy(update={"name": "upd2"}))
+    sent = params(calls(sim, "CloudUpdateTask")[-1])
+    assert "CallGroupType" not in sent and sent["Cnos"] == "2000" and sent["Name"] == "upd2"

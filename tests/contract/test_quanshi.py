@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from outcall.errors import InvalidSignature, NotFound, NotSupported, ProviderError
@@ -168,7 +169,8 @@ def test_real_time_add_dials_at_once(sim):
     sim.create_event(9, start_in=-60)
     p = make(sim)
     outcomes = p.dial_now("9", [mobile(5), Callee(country_code="86", mobile="12")], before_minutes=0)
-    assert [o.accepted for o in outcomes] == [True, False] and outcomes[1].reason == "invalid-number"
+    # realTimeCall.failedData rows name name/company/countryCode/areaCode/number, no errorType
+    assert [o.accepted for o in outcomes] == [True, False] and outcomes[1].reason == "failed"
     wait_for(lambda: all(c["state"] == "done" for c in sim.events["9"]["callees"]))
     assert sim.events["9"]["callees"][0]["result"] == "answered"
 
@@ -326,3 +328,119 @@ def test_lifecycle_pushes(sim, receiver):
         hp.verify_webhook({}, begin.body)
     with pytest.raises(ValueError):
         p.parse_webhook({}, b'{"event": "nonsense", "eventId": 1}')
+
+
+# ---------------------------------------------------------------- the seed's own examples (issue 12)
+
+SEED = Path("/work/shared/seeds/quanshi-event-call-add.txt")
+FIXTURES = Path(__file__).parent / "fixtures"
+BRACKETS = {"{", "}", "[", "]", "},", "],", "}]", "}],"}
+
+
+def seed_examples() -> list[list[str]]:
+    """The seed's three examples (request, camelCase answer, snake_case answer) as their text lines:
+    the page lost every line that held only brackets, nothing else."""
+    text = SEED.read_text()
+    groups, current = [], []
+    for line in text[text.index("4. 示例") :].split("\n")[1:]:
+        if line.strip():
+            current.append(line)
+        elif current:
+            groups.append(current)
+            current = []
+    return groups + ([current] if current else [])
+
+
+@pytest.mark.parametrize(
+    ("name", "index"),
+    [
+        ("quanshi-event-call-add-request.json", 0),
+        ("quanshi-event-call-add-answer.json", 1),
+        ("quanshi-event-call-create-answer.json", 2),
+    ],
+)
+def test_fixtures_are_the_seed_examples_byte_for_byte_with_their_brackets_restored(name, index):
+    text = (FIXTURES / name).read_text()
+    json.loads(text)
+    if SEED.exists():
+        assert [line for line in text.splitlines() if line.strip() not in BRACKETS] == seed_examples()[index]
+
+
+def test_the_seed_request_is_taken_and_answered_in_the_seed_shape(sim):
+    """The seed's request body, as is (plus the token), against a meeting an hour ahead: callType 1."""
+    import requests
+
+    p = make(sim)
+    sim.create_event(542818, start_in=3600)
+    body = {"token": p.token(), **json.loads((FIXTURES / "quanshi-event-call-add-request.json").read_text())}
+    answer = requests.post(f"{sim.url}/eventopenapi/event/call/add", json=body, timeout=5).json()
+    seed = json.loads((FIXTURES / "quanshi-event-call-add-answer.json").read_text())
+    assert set(answer) == set(seed) and answer["code"] == 200 and answer["msg"] == seed["msg"]
+    assert set(answer["data"]) == set(seed["data"]) and answer["data"]["callType"] == 1
+    [row] = answer["data"]["scheduledCall"]["successData"]
+    assert set(row) == set(seed["data"]["scheduledCall"]["successData"][0])
+    assert row["mobile"] == "18100000030" and row["errorType"] is None
+
+
+def test_the_seed_answers_map_to_outcomes():
+    p = QuanshiProvider({**CREDS, "baseUrl": "http://127.0.0.1:9"})
+    camel = json.loads((FIXTURES / "quanshi-event-call-add-answer.json").read_text())
+    [ok] = p.outcomes([Callee(country_code="86", mobile="18151073681")], camel["data"])
+    assert ok.accepted and ok.provider_call_id == "64d4b7a8ebf537001bebe2e4" and ok.e164 == "+8618151073681"
+    snake = json.loads((FIXTURES / "quanshi-event-call-create-answer.json").read_text())
+    [dup] = p.outcomes([Callee(country_code="86", mobile="1901111456")], snake["data"])
+    assert not dup.accepted and dup.reason == "duplicate" and dup.provider_call_id == "667e657bb7a5c0001b0763db"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"beforeMinutes": 61}, "beforeMinutes"),
+        ({"beforeMinutes": "30"}, "beforeMinutes"),
+        ({"eventId": "abc"}, "eventId"),
+        ({"callList": "x"}, "callList"),
+    ],
+)
+def test_the_simulator_refuses_what_the_seed_does_not_allow(sim, change, why):
+    import requests
+
+    p = make(sim)
+    body = {"token": p.token(), **json.loads((FIXTURES / "quanshi-event-call-add-request.json").read_text()), **change}
+    answer = requests.post(f"{sim.url}/eventopenapi/event/call/add", json=body, timeout=5).json()
+    assert answer["code"] == 400 and why in answer["msg"]
+    assert set(answer) == {"timeStamp", "code", "msg", "data", "requestId"}
+
+
+def test_callee_rules_of_the_seed_are_per_callee_error_types(sim):
+    """countryCode digits only (no +), areaCode mainland only and without its leading 0: errorType 1."""
+    import requests
+
+    p = make(sim)
+    sim.create_event(77, start_in=3600)
+    bad = [
+        {"countryCode": "+86", "mobile": "18100000031"},
+        {"countryCode": "1", "areaCode": "212", "phone": "5550100"},
+        {"countryCode": "86", "areaCode": "010", "phone": "58512042"},
+        {"countryCode": "86", "areaCode": "10", "phone": "58512042"},
+    ]
+    body = {"token": p.token(), "eventId": 77, "callList": bad}
+    answer = requests.post(f"{sim.url}/eventopenapi/event/call/add", json=body, timeout=5).json()
+    failed = answer["data"]["scheduledCall"]["failedData"]
+    assert [f["errorType"] for f in failed] == [1, 1, 1]
+    assert [s["phone"] for s in answer["data"]["scheduledCall"]["successData"]] == ["58512042"]
+
+
+def test_missed_lifecycle_pushes_are_reconciled_with_the_push_dedup_keys(sim, receiver):
+    p = make(sim)
+    sim.create_event(31, start_in=3600)
+    sim.create_event(32, start_in=-60)
+    sim.create_event(33, start_in=-600)
+    sim.end(33)
+    events = p.reconcile(["31", "32", "33"])
+    assert [(e.provider_task_id, e.kind, e.status) for e in events] == [
+        ("32", "meetingbegin", "created"),
+        ("33", "meetingbegin", "ended"),
+        ("33", "meetingend", "ended"),
+    ]
+    pushed = [p.parse_webhook({}, push.body)[0] for push in receiver.of("/meetingend")]
+    assert events[-1].dedup_key in {e.dedup_key for e in pushed}

@@ -67,16 +67,16 @@ class LocalStack:
         raise AssertionError(f"timed out after {timeout}s; stack log: {self.log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def start_stack(log: Path, **extra_env: str) -> tuple[subprocess.Popen[bytes], LocalStack]:
+    """`python -m local` on free ports, once /health answers."""
     port, aws_port = free_port(), free_port()
-    log = tmp_path_factory.mktemp("stack") / "stack.log"
     env = {
         **os.environ,
         "OUTCALL_PORT": str(port),
         "OUTCALL_AWS_PORT": str(aws_port),
         "OUTCALL_DEV_TOKEN": TOKEN,
         "OUTCALL_SQS_RETRY_DELAY": "1",
+        **extra_env,
     }
     env.pop("AWS_ENDPOINT_URL", None)
     with log.open("w") as out:
@@ -97,10 +97,25 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             if time.monotonic() > deadline:
                 raise RuntimeError(f"local stack not healthy in 90 s: {log.read_text()[-3000:]}")
             time.sleep(0.3)
+    except BaseException:
+        stop_stack(proc)
+        raise
+    return proc, stack
+
+
+def stop_stack(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    proc, stack = start_stack(tmp_path_factory.mktemp("stack") / "stack.log")
+    try:
         yield stack
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_stack(proc)

@@ -449,3 +449,133 @@ def test_meeting_pushes_reach_the_conference_service_through_the_result_processo
     again = results.process_events(default_store(), [begin], lambda e: conferences.on_lifecycle(e, svc))
     assert again.lifecycle == 0
     assert len(call_adds(sim)) == 1
+
+
+# ---------------------------------------------------------------- the past, and back
+
+
+def _put(clock: Clock, start: timedelta, event_id: str = EVENT, **extra: Any) -> Any:
+    return call(
+        "PUT", f"/events/{event_id}", {"title": "weekly", "startTime": (clock.now + start).isoformat(), **extra}
+    )
+
+
+def test_a_change_that_puts_the_whole_meeting_in_the_past_needs_confirm_past(sim: Any, clock: Clock) -> None:
+    meeting = register(clock, timedelta(hours=2))
+    add(EVENT, [mobile(1), mobile(2)], beforeMinutes=30)
+    before = call("GET", f"/events/{EVENT}").json
+
+    # start three hours ago, two hours long: over an hour ago
+    refused = _put(clock, -timedelta(hours=3), durationMinutes=120)
+    assert refused.status == 422, refused.json
+    assert refused.json["message"].startswith("startTime:") and "confirmPast: true" in refused.json["message"]
+    assert call("GET", f"/events/{EVENT}").json == before  # nothing stored, nothing moved
+    assert len(schedules_of(EVENT)) == 1 and call_adds(sim) == []
+    assert _put(clock, -timedelta(hours=3), durationMinutes=120, confirmPast=False).status == 422
+
+    # a new meeting that is already over is refused the same way, and not stored
+    assert _put(clock, -timedelta(days=1), event_id="900").status == 422
+    assert call("GET", "/events/900").status == 404
+
+    # a start in the past is fine while the meeting still runs: its callees are dialled now
+    running = _put(clock, -timedelta(minutes=30), event_id="901", durationMinutes=60)
+    assert running.status == 201 and running.json["status"] == "started"
+    # shortening it so that it is over is a change into the past too
+    shorter = _put(clock, -timedelta(minutes=30), event_id="901", durationMinutes=20)
+    assert shorter.status == 422 and "confirmPast" in shorter.json["message"]
+
+    confirmed = _put(clock, -timedelta(hours=3), durationMinutes=120, confirmPast=True)
+    assert confirmed.status == 200, confirmed.json
+    view = confirmed.json
+    assert view["revision"] == meeting["revision"] + 1 and view["status"] == "ended" and view["schedules"] == []
+    assert {c["dialState"] for c in view["callees"]} == {"missed"}
+    assert {c["lastResult"]["reason"] for c in view["callees"]} == {conferences.MISSED_MOVED}
+    assert schedules_of(EVENT) == [] and call_adds(sim) == []
+
+    # changing only the title of a meeting that is over needs no confirmation
+    renamed = call("PUT", f"/events/{EVENT}", {"title": "renamed", "startTime": view["startTime"]})
+    assert renamed.status == 200 and renamed.json["title"] == "renamed" and renamed.json["revision"] == view["revision"]
+
+
+def test_moving_back_into_the_future_reschedules_the_callees_the_move_had_missed(sim: Any, clock: Clock) -> None:
+    register(clock, timedelta(hours=2))
+    add(EVENT, [mobile(1)], beforeMinutes=30)
+    add(EVENT, [mobile(2)], beforeMinutes=10)
+    assert _put(clock, -timedelta(hours=3), confirmPast=True).status == 200
+    assert set(states().values()) == {"missed"}
+
+    # back to 20 minutes from now: mobile 1 (30 minutes before) is due already, mobile 2 in 10 minutes
+    back = _put(clock, timedelta(minutes=20))
+    assert back.status == 200, back.json
+    view = back.json
+    start = datetime.fromisoformat(view["startTime"])
+    assert view["status"] == "scheduled"
+    assert states() == {"+8618100000001": "dialled", "+8618100000002": "pending"}
+    pending = next(c for c in view["callees"] if c["e164"] == "+8618100000002")
+    assert pending["lastResult"] == {**pending["lastResult"], "state": "pending", "reason": conferences.REVIVED}
+    adds = call_adds(sim)
+    assert len(adds) == 1 and [c["mobile"] for c in adds[0].json()["callList"]] == ["18100000001"]
+    found = schedules_of(EVENT)
+    assert [s["ScheduleExpression"] for s in found] == [at_of(start - timedelta(minutes=10))]
+    assert json.loads(found[0]["Target"]["Input"])["revision"] == view["revision"]
+
+    # that schedule firing dials the given-back callee
+    clock.now = start - timedelta(minutes=10)
+    payload = {"kind": "conference-dial", "eventId": EVENT, "revision": view["revision"]}
+    assert fire({**payload, "dueAt": clock.now.isoformat()})["dialled"] == 1
+    assert set(states().values()) == {"dialled"}
+
+
+def test_callees_missed_because_the_meeting_ended_stay_missed_after_a_move(sim: Any, clock: Clock) -> None:
+    meeting = register(clock, timedelta(hours=2), durationMinutes=60)
+    add(EVENT, [mobile(1)])
+    payload = _due_firing(clock, meeting)
+    clock.now = datetime.fromisoformat(meeting["startTime"]) + timedelta(minutes=61)  # the schedule fired late
+    assert fire(payload)["missed"] == 1
+    moved = _put(clock, timedelta(days=1), durationMinutes=60)
+    assert moved.status == 200 and moved.json["status"] == "scheduled"
+    callee = moved.json["callees"][0]
+    assert callee["dialState"] == "missed" and callee["lastResult"]["reason"] == conferences.MISSED_ENDED
+    assert moved.json["schedules"] == [] and call_adds(sim) == []
+    # (the schedule that fired is deleted by Scheduler itself, ActionAfterCompletion; none is new)
+    assert [json.loads(s["Target"]["Input"])["revision"] for s in schedules_of(EVENT)] == [1]
+
+
+# ---------------------------------------------------------------- scheduled -> started -> ended
+
+
+def test_a_meeting_reads_as_started_then_ended_as_time_passes(sim: Any, clock: Clock) -> None:
+    meeting = register(clock, timedelta(hours=1), durationMinutes=60)
+    assert meeting["status"] == "scheduled"
+    start = datetime.fromisoformat(meeting["startTime"])
+    clock.now = start
+    view = call("GET", f"/events/{EVENT}").json
+    assert view["status"] == "started" and view["startedAt"] is None  # from time: no push came
+    answer = add(EVENT, [mobile(1)], beforeMinutes=0)  # a started meeting still takes callees: dialled now
+    assert answer.status == 200 and answer.json["data"]["callType"] == 2
+    clock.now = start + timedelta(minutes=60)
+    assert call("GET", f"/events/{EVENT}").json["status"] == "ended"
+    refused = add(EVENT, [mobile(2)])
+    assert refused.status == 409 and "ended" in refused.json["message"]
+    assert sorted(states()) == ["+8618100000001"]  # the refused callee is not stored
+
+
+def test_meetingbegin_and_meetingend_pushes_move_the_status(sim: Any, clock: Clock) -> None:
+    register(clock, timedelta(minutes=50))
+    add(EVENT, [mobile(1)], beforeMinutes=10)
+    clock.now += timedelta(minutes=45)  # five minutes before the start: the host opened it early
+    assert call("GET", f"/events/{EVENT}").json["status"] == "scheduled"
+    conferences.on_meetingbegin(_push("meetingbegin"), _service(clock))
+    view = call("GET", f"/events/{EVENT}").json
+    assert view["status"] == "started" and view["startedAt"] == clock.now.isoformat().replace("+00:00", "Z")
+    assert states() == {"+8618100000001": "dialled"}
+    # a second meetingbegin changes nothing
+    assert conferences.on_meetingbegin(_push("meetingbegin"), _service(clock)).dialled == 0
+    assert call("GET", f"/events/{EVENT}").json["startedAt"] == view["startedAt"]
+    clock.now += timedelta(minutes=20)
+    conferences.on_meetingend(_push("meetingend"), _service(clock))
+    ended = call("GET", f"/events/{EVENT}").json
+    assert ended["status"] == "ended" and ended["endedAt"] == clock.now.isoformat().replace("+00:00", "Z")
+    assert conferences.on_meetingbegin(_push("meetingbegin"), _service(clock)).reason == "meeting ended"
+    assert call("GET", f"/events/{EVENT}").json["status"] == "ended"
+    assert add(EVENT, [mobile(2)]).status == 409

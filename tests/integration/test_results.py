@@ -36,23 +36,30 @@ def nx_task() -> dict[str, Any]:
 
 
 def nx_call(provider_task_id: str, call_id: str, code: int = 1, phone: str = "8613800138000") -> dict[str, Any]:
+    """A call callback as Callbot-API-callCallback documents it (code 1 answered, 3 busy, else no answer)."""
     now = int(time.time())
+    cause = {1: ("NORMAL_CLEARING", "200"), 3: ("USER_BUSY", "486")}.get(code, ("NO_ANSWER", "480"))
     return {
+        "callbackType": 1,
         "orderID": f"ord-{call_id}",
         "userPhone": phone,
+        "userName": "",
+        "sceneID": "scene-local",
         "userTaskID": provider_task_id,
         "taskID": "t1",
+        "finish": True,
+        "other": "",
         "callInfoDetail": {
             "callID": call_id,
-            "callStatus": code,
+            "callStatus": 1 if code == 1 else 2,
             "callStartTs": now,
             "callAnswerTs": now + 2 if code == 1 else 0,
             "callEndTs": now + 30,
             "callDuration": 28 if code == 1 else 0,
-            "callTimes": 1,
-            "hangupCause": "NORMAL_CLEARING",
-            "intents": [{"intentName": "A"}] if code == 1 else [],
-            "recordUrl": f"https://rec.example/{call_id}.mp3" if code == 1 else None,
+            "callAudioUrl": f"https://rec.example/{call_id}.mp3" if code == 1 else "",
+            "hangupCause": cause[0],
+            "termSipCode": cause[1],
+            "intents": [{"intentID": "i1", "intentTag": "A", "intentName": "A", "intentLevel": 1}] if code == 1 else [],
         },
     }
 
@@ -102,7 +109,8 @@ def test_signed_push_becomes_a_call_record_of_its_task_with_counts(sims: Any) ->
     assert record["providerCallId"] == "call-a" and record["status"] == "completed"
     assert record["phone"] == "+8613800138000" and record["durationSeconds"] == 28
     assert record["intents"] == ["A"] and record["recordingUrl"] == "https://rec.example/call-a.mp3"
-    assert record["hangupCause"] == "NORMAL_CLEARING" and record["raw"]["orderID"] == "ord-call-a"
+    assert record["hangupCause"] == "normal-clearing" and record["raw"]["orderID"] == "ord-call-a"
+    assert record["raw"]["callInfoDetail"]["hangupCause"] == "NORMAL_CLEARING"  # the raw value is kept
     assert counts(task["taskId"]) == {"completed": 1}
     kept = items("PUSH#")
     assert len(kept) == 1 and kept[0].get("processedAt")
@@ -111,7 +119,7 @@ def test_signed_push_becomes_a_call_record_of_its_task_with_counts(sims: Any) ->
 def test_call_and_order_push_of_one_call_are_one_record_counted_once(sims: Any) -> None:
     task = nx_task()
     call = nx_call(task["providerTaskId"], "call-b", code=3)
-    order = {**call, "orderStatus": 3, "callTimes": 1, "orderEndTs": int(time.time())}
+    order = {**call, "callbackType": "1"}  # Callbot-API-orderCallback: the order's last call
     for kind, payload in (("call", call), ("order", order)):
         body, headers = nx_push(sims, payload)
         assert http("POST", f"/webhooks/nxcloud/{kind}", body, headers=headers).status == 200
@@ -248,6 +256,7 @@ def test_poller_with_provider_faults_has_no_gap_and_no_duplicate(sims: Any) -> N
     put_provider_secret(entries)
     task = nx_task()
     ptask = task["providerTaskId"]
+    sim.tasks[ptask]["status"] = 2  # running: the reconciliation reads the calls of tasks that ran
     sim.calls.extend(_sim_call(ptask, n) for n in range(5))
 
     first = poll()
@@ -342,3 +351,37 @@ def test_calls_stay_after_the_task_is_deleted(seven_calls: dict[str, Any]) -> No
     tid = seven_calls["taskId"]
     assert task_call("DELETE", f"/tasks/{tid}").status == 204
     assert len(http("GET", f"/tasks/{tid}/calls").json["items"]) == 7
+
+
+def test_airudder_calls_whose_push_never_arrived_are_reconciled_per_task_once(sims: Any) -> None:
+    """AIRUDDER has no account-wide call list: the poller reads workflow/taskdetail of each running
+    airudder task from that task's own cursor; the pushes that never came become records, once."""
+    import requests
+
+    sim = sims["airudder"]
+    sim.webhook_url = None  # every push is lost
+    sim.dialing.answer_rate, sim.dialing.ring_seconds = 1.0, 0.01
+    created = task_call("POST", "/tasks", {"name": "reconcile", "provider": "airudder", "type": "robot"})
+    assert created.status == 201, created.json
+    task = created.json
+    assert task_call("POST", f"/tasks/{task['taskId']}/start").status == 200
+    auth = requests.post(
+        f"{sim.url}/service/cloud/auth", json={"APPKey": sim.settings["appKey"], "APPSecret": sim.settings["appSecret"]}
+    ).json()["data"]["token"]
+    details = [{"case_id": f"rk-{n}", "callee": f"+6391700000{n:02d}"} for n in range(3)]
+    requests.post(
+        f"{sim.url}/service/cloud/workflow/uploaddetails",
+        json={"workflow_id": task["providerTaskId"], "details": details},
+        headers={"Authorization": f"Token {auth}"},
+        timeout=5,
+    )
+    deadline = time.monotonic() + 5
+    while len(sim.rows) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first = poll()
+    mine = first[f"airudder#{task['taskId']}"]
+    assert mine["events"] == 3 and mine.get("error") is None
+    assert sorted(r["providerContactRef"] for r in records()) == ["rk-0", "rk-1", "rk-2"]
+    assert counts(task["taskId"]) == {"completed": 3}
+    poll()  # the last page is read again: nothing is recorded twice
+    assert len(records()) == 3 and counts(task["taskId"]) == {"completed": 3}

@@ -117,3 +117,27 @@ def test_future_one_time_schedule_waits_and_a_moved_one_fires_at_its_new_time(pu
     assert [c for c in pump.calls if c[0] == "outcall-conference-dialing"] == [
         ("outcall-conference-dialing", {"eventId": "m1"})
     ]
+
+
+def test_the_pump_forgets_schedules_that_are_gone(pump: Any) -> None:
+    scheduler = boto3.client("scheduler", region_name="us-east-1")
+    target = {
+        "Arn": "arn:aws:lambda:us-east-1:123456789012:function:outcall-conference-dialing",
+        "RoleArn": "arn:aws:iam::123456789012:role/outcall-SchedulerRole",
+        "Input": json.dumps({"eventId": "m2"}),
+    }
+    for n in range(5):
+        scheduler.create_schedule(
+            Name=f"done-{n}",
+            GroupName="outcall-schedules",
+            ScheduleExpression="at(2020-01-01T00:00:00)",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            ActionAfterCompletion="DELETE",
+            Target=target,
+        )
+    pump.tick()  # fires and deletes them
+    assert len([c for c in pump.calls if c[0] == "outcall-conference-dialing"]) == 5
+    pump.tick()
+    assert not [key for key in pump.fired if "/done-" in key]  # a long run keeps no trace of each
+    pump.tick()
+    assert len([c for c in pump.calls if c[0] == "outcall-conference-dialing"]) == 5

@@ -110,10 +110,14 @@ def test_bucket_is_private_encrypted_versioned_with_report_lifecycle(stack: Stac
     assert any(r.get("Prefix") == "reports/" for r in props["LifecycleConfiguration"]["Rules"])
 
 
-def test_layer_is_built_by_sam(stack: Stack) -> None:
+def test_layer_is_built_by_sam_from_its_lock(stack: Stack) -> None:
     layer = stack.resources["OutcallLayer"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
-    assert (ROOT / layer["Properties"]["ContentUri"] / "requirements.txt").is_file()
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    content = ROOT / layer["Properties"]["ContentUri"]
+    assert (content / "requirements.lock").is_file()
+    recipe = (content / "Makefile").read_text(encoding="utf-8")
+    assert "build-OutcallLayer:" in recipe
+    assert "--no-deps" in recipe and "-r requirements.lock" in recipe
 
 
 def test_scheduler_passrole_is_scoped_to_the_scheduler_role(stack: Stack) -> None:

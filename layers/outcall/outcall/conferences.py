@@ -11,6 +11,15 @@ schedule fires, only a matching revision of a scheduled meeting dials anything, 
 callee is claimed with a conditional write `pending -> dialling` first, so a schedule delivered
 twice dials nobody twice. Late firings still dial until the meeting ends (start +
 `durationMinutes`, or Quanshi's `meetingend`); after that, callees are recorded as `missed`.
+
+A meeting goes `scheduled -> started -> ended` (or `cancelled`): from the provider's lifecycle
+pushes (Quanshi's `meetingbegin` / `meetingend`) and from time, so a meeting whose start has
+passed reads as `started` and one past its end as `ended` without any push. A change that would
+put the whole meeting in the past (its end at or before now) is refused unless the request says
+`confirmPast: true`: it would mark every callee not dialled yet `missed`. Callees a move marked
+missed that way are given back (`pending`, scheduled or dialled as their new due time says) when
+a later move puts the meeting back into the future; callees missed because the meeting really
+ended stay missed.
 """
 
 from __future__ import annotations
@@ -48,6 +57,10 @@ DEFAULT_DURATION_MINUTES = 120
 ERROR_INVALID = 1
 ERROR_DUPLICATE = 2
 ADD_CALLS_MESSAGE = "Successfully to create the event call!"
+# lastResult.reason of a callee marked missed, and of one given back by a later move
+MISSED_ENDED = "the meeting had ended"
+MISSED_MOVED = "the meeting was moved into the past"
+REVIVED = "the meeting was moved back into the future"
 
 
 class ConferenceScheduler(Protocol):
@@ -69,6 +82,12 @@ class PutMeetingRequest(InputModel):
         False,
         description="hold callees to calling windows in their local time and the account's frequency caps; off by "
         "default (they registered for this meeting's time). Do-not-call lists hold always.",
+    )
+    confirm_past: bool = Field(
+        False,
+        description="true to make a change that puts the whole meeting in the past (startTime + durationMinutes "
+        "at or before now): without it such a change is refused (422), since every callee not dialled yet "
+        "would be marked missed",
     )
 
     @field_validator("start_time")
@@ -192,6 +211,33 @@ def meeting_end(meeting: Meeting) -> datetime:
     return meeting.start_time + timedelta(minutes=meeting.duration_minutes)
 
 
+def effective_status(meeting: Meeting, now: datetime) -> str:
+    """The status a meeting reads as: the stored one (from requests and provider pushes), moved on
+    by time: `started` once its start has passed, `ended` once its end has."""
+    if meeting.status in ("cancelled", "ended"):
+        return meeting.status
+    if now >= meeting_end(meeting):
+        return "ended"
+    if meeting.status == "started" or now >= meeting.start_time:
+        return "started"
+    return "scheduled"
+
+
+def _refuse_past(request: PutMeetingRequest, now: datetime) -> None:
+    """422 unless confirmed: the requested times put the whole meeting in the past."""
+    end = request.start_time + timedelta(minutes=request.duration_minutes)
+    if end > now or request.confirm_past:
+        return
+    message = (
+        f"the meeting would be over (it would end at {end.isoformat()}, before now, {now.isoformat()}) and "
+        "every callee not dialled yet marked missed; send confirmPast: true to do it anyway"
+    )
+    raise Unprocessable(
+        f"startTime: {message}",
+        details=[{"field": "startTime", "message": message}, {"field": "confirmPast", "message": "must be true"}],
+    )
+
+
 def _row(entry: CallListEntry, *, callee_id: str | None = None, error: int | None = None) -> CallRow:
     return CallRow(
         id=callee_id,
@@ -244,7 +290,8 @@ class ConferenceService:
         if meeting is None:
             raise NotFound(f"no meeting {event_id!r}")
         views = [CalleeView.model_validate({**dict(c), "due_at": due_at(meeting, c)}) for c in callees]
-        return MeetingView.model_validate({**dict(meeting), "callees": views, "schedules": schedules})
+        status = effective_status(meeting, self.clock())
+        return MeetingView.model_validate({**dict(meeting), "status": status, "callees": views, "schedules": schedules})
 
     # ------------------------------------------------------------ register, move, cancel
     def _dialling_provider(self, key: str) -> Provider:
@@ -257,11 +304,14 @@ class ConferenceService:
         return provider
 
     def put(self, event_id: str, request: PutMeetingRequest) -> tuple[MeetingView, bool]:
-        """Register a meeting, or change it; a new start time moves every schedule. (view, created)"""
+        """Register a meeting, or change it; a new start time moves every schedule (and gives back
+        the callees an earlier move into the past marked missed). A change that would put the whole
+        meeting in the past needs `confirmPast`. (view, created)"""
         self._dialling_provider(request.provider)
         now = self.clock()
         current = self.store.get_meeting(event_id)
         if current is None:
+            _refuse_past(request, now)
             meeting = Meeting(
                 event_id=event_id,
                 title=request.title,
@@ -278,6 +328,9 @@ class ConferenceService:
             logger.info("meeting registered", extra={"eventId": event_id, "provider": meeting.provider})
             return self.view(event_id), True
         moved = current.start_time != request.start_time or current.status == "cancelled"
+        if moved or current.duration_minutes != request.duration_minutes:
+            _refuse_past(request, now)
+        # a moved meeting starts over: what the provider said about the old time no longer holds
         meeting = current.model_copy(
             update={
                 "title": request.title,
@@ -286,7 +339,9 @@ class ConferenceService:
                 "caller_id": request.caller_id,
                 "duration_minutes": request.duration_minutes,
                 "compliance": request.compliance,
-                "status": "scheduled" if current.status == "cancelled" else current.status,
+                "status": "scheduled" if moved else current.status,
+                "started_at": None if moved else current.started_at,
+                "ended_at": None if moved else current.ended_at,
                 "revision": current.revision + (1 if moved else 0),
                 "updated_at": now,
                 "version": current.version + 1,
@@ -333,16 +388,35 @@ class ConferenceService:
         )
 
     def _reschedule(self, meeting: Meeting) -> DialSummary:
-        """The start moved: drop every schedule, schedule the pending callees at their new due
-        times and dial those whose new due time has already passed."""
+        """The start moved: drop every schedule, give back the callees an earlier move into the
+        past marked missed if the meeting is not over now, schedule the pending callees at their new
+        due times and dial those whose new due time has already passed (all of them are marked
+        missed, MISSED_MOVED, if the move put the whole meeting in the past)."""
         self._remove_schedules(meeting.event_id)
         _, callees, _ = self.store.meeting_partition(meeting.event_id)
         now = self.clock()
+        if now < meeting_end(meeting):
+            callees = [self._revive(meeting.event_id, c, now) for c in callees]
         pending = [c for c in callees if c.dial_state == "pending"]
         for when in sorted({due_at(meeting, c) for c in pending if due_at(meeting, c) > now}):
             self._ensure_schedule(meeting, when)
         due = [c for c in pending if due_at(meeting, c) <= now]
-        return self._dial(meeting, due, now, reason="moved into the past")
+        return self._dial(meeting, due, now, reason="moved into the past", missed_reason=MISSED_MOVED)
+
+    def _revive(self, event_id: str, callee: MeetingCallee, now: datetime) -> MeetingCallee:
+        """A callee a move into the past marked missed goes back to pending (conditional on it
+        still being missed); any other callee is returned as it is."""
+        last = callee.last_result
+        if callee.dial_state != "missed" or last is None or last.reason != MISSED_MOVED:
+            return callee
+        result = DialResult(state="pending", reason=REVIVED, at=now)
+        changes = {"lastResult": result.dump(), "updatedAt": now.isoformat()}
+        if not self.store.set_callee_state(
+            event_id, callee.e164, expected=["missed"], state="pending", changes=changes
+        ):
+            return callee
+        logger.info("callee rescheduled", extra={"eventId": event_id, "e164": mask_phone(callee.e164)})
+        return callee.model_copy(update={"dial_state": "pending", "last_result": result, "updated_at": now})
 
     # ------------------------------------------------------------ add callees
     def add_calls(self, event_id: str, request: AddCallsRequest, request_id: str = "") -> AddCallsAnswer:
@@ -354,9 +428,10 @@ class ConferenceService:
         meeting, _, existing = self.store.meeting_partition(event_id)
         if meeting is None:
             raise NotFound(f"no meeting {event_id!r}")
-        if meeting.status != "scheduled":
-            raise Conflict(f"meeting {event_id!r} is {meeting.status}; callees cannot be added")
         now = self.clock()
+        status = effective_status(meeting, now)
+        if status in ("ended", "cancelled"):
+            raise Conflict(f"meeting {event_id!r} is {status}; callees cannot be added")
         when = meeting.start_time - timedelta(minutes=request.before_minutes)
         realtime = when <= now
         accepted: list[tuple[CallRow, MeetingCallee]] = []
@@ -445,15 +520,16 @@ class ConferenceService:
         *,
         reason: str,
         on_error: Literal["revert", "fail"] = "revert",
+        missed_reason: str = MISSED_ENDED,
     ) -> Any:
-        """Dial pending `callees` now (or record them missed once the meeting has ended)."""
+        """Dial pending `callees` now (or record them missed, `missed_reason`, once the meeting has ended)."""
         summary: dict[str, Any] = {"event_id": meeting.event_id, "reason": reason, "outcomes": []}
         counts = {"dialled": 0, "failed": 0, "missed": 0}
         if not callees:
             return {**summary, **counts}
         if now >= meeting_end(meeting):
             for c in callees:
-                result = DialResult(state="missed", reason="the meeting had ended", at=now)
+                result = DialResult(state="missed", reason=missed_reason, at=now)
                 if self._mark(meeting.event_id, c, "pending", result):
                     counts["missed"] += 1
             logger.info("callees missed", extra={"eventId": meeting.event_id, "missed": counts["missed"]})
@@ -591,33 +667,33 @@ class ConferenceService:
         return meeting
 
     def on_meetingbegin(self, event: TaskLifecycleEvent) -> DialSummary:
-        """The meeting has begun: every callee still pending is dialled at once."""
+        """The meeting has begun (`scheduled -> started`): every callee still pending is dialled at once."""
         found = self._pushed_meeting(event)
         if found is None:
             return DialSummary(event_id=event.provider_task_id or "", reason="meeting unknown")
         meeting, callees = found
-        if meeting.status != "scheduled":
+        if meeting.status in ("ended", "cancelled"):
             return DialSummary(event_id=meeting.event_id, reason=f"meeting {meeting.status}")
         now = self.clock()
-        if meeting.started_at is None:
-            meeting = self._save(meeting, started_at=now)
+        if meeting.status != "started" or meeting.started_at is None:
+            meeting = self._save(meeting, status="started", started_at=meeting.started_at or now)
         pending = [c for c in callees if c.dial_state == "pending"]
         return self._summary(self._dial(meeting, pending, now, reason="meetingbegin"))
 
     def on_meetingend(self, event: TaskLifecycleEvent) -> DialSummary:
-        """The meeting has ended: callees not dialled yet are missed; its schedules go."""
+        """The meeting has ended (`started -> ended`): callees not dialled yet are missed; its schedules go."""
         found = self._pushed_meeting(event)
         if found is None:
             return DialSummary(event_id=event.provider_task_id or "", reason="meeting unknown")
         meeting, callees = found
         now = self.clock()
-        if meeting.status == "scheduled":
+        if meeting.status in ("scheduled", "started"):
             meeting = self._save(meeting, status="ended", ended_at=now)
         self._remove_schedules(meeting.event_id)
         missed = 0
         for c in callees:
             if c.dial_state == "pending" and self._mark(
-                meeting.event_id, c, "pending", DialResult(state="missed", reason="the meeting had ended", at=now)
+                meeting.event_id, c, "pending", DialResult(state="missed", reason=MISSED_ENDED, at=now)
             ):
                 missed += 1
         return DialSummary(event_id=meeting.event_id, reason="meetingend", missed=missed)
@@ -632,9 +708,11 @@ class ConferenceService:
             self.cancel(meeting.event_id)
             return DialSummary(event_id=meeting.event_id, reason="meeting cancelled")
         start = event.start_time.astimezone(UTC).replace(microsecond=0) if event.start_time else None
-        if start is None or start == meeting.start_time or meeting.status != "scheduled":
+        if start is None or start == meeting.start_time or meeting.status not in ("scheduled", "started"):
             return DialSummary(event_id=meeting.event_id, reason="nothing to change")
-        meeting = self._save(meeting, start_time=start, revision=meeting.revision + 1)
+        meeting = self._save(
+            meeting, start_time=start, revision=meeting.revision + 1, status="scheduled", started_at=None
+        )
         summary = self._summary(self._reschedule(meeting))
         return summary.model_copy(update={"reason": "rescheduled"})
 

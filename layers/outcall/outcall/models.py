@@ -443,7 +443,7 @@ class CallRecord(Model):
 # ---------------------------------------------------------------- conference meetings
 
 DialState = Literal["pending", "dialling", "dialled", "failed", "missed"]
-MeetingStatus = Literal["scheduled", "ended", "cancelled"]
+MeetingStatus = Literal["scheduled", "started", "ended", "cancelled"]
 
 
 class Meeting(Model):

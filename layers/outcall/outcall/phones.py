@@ -277,7 +277,7 @@ class PhoneNormaliser:
                 self._countries[value] = found
         return found
 
-    def check(
+    def check(  # noqa: C901 - the per-row hot path, kept in one frame: bench/row_pipeline.py measures it
         self, country_code: str | None, mobile: str | None, area_code: str | None = None, phone: str | None = None
     ) -> str | PhoneReason:
         """The E.164 string of the contact's number, or the reason it has none (the fast path)."""

@@ -24,12 +24,13 @@ import hmac
 import io
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
 from outcall.errors import InvalidSignature, NotFound, NotSupported
-from outcall.models import FINAL_CALL_STATUSES, CallEvent, CallRecord, CallStatus, Model, TaskLifecycleEvent
+from outcall.models import FINAL_CALL_STATUSES, CallEvent, CallRecord, CallStatus, Model, Task, TaskLifecycleEvent
 from outcall.observability import logger, mask_phone
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
@@ -332,16 +333,22 @@ def _opt_outs(provider: Provider) -> frozenset[str]:
 # ---------------------------------------------------------------- polling
 
 
-def poll_provider(store: Store, provider: Provider, *, max_pages: int = MAX_POLL_PAGES) -> PollOutcome:
+def poll_provider(
+    store: Store, provider: Provider, *, max_pages: int = MAX_POLL_PAGES, task: Task | None = None
+) -> PollOutcome:
     """Poll from the stored cursor; the cursor moves only past events that were applied, so a
-    failed poll leaves it where it was (no gap) and redelivered rows are absorbed (no duplicate)."""
-    outcome = PollOutcome(provider=provider.key)
-    cursor = store.get_poll_cursor(provider.key)
+    failed poll leaves it where it was (no gap) and redelivered rows are absorbed (no duplicate).
+    With `task`, the provider's per-task reconciliation (`poll_task(provider_task_id, cursor)`) is
+    polled from that task's own cursor."""
+    cursor_key = provider.key if task is None else f"{provider.key}#{task.task_id}"
+    fetch = provider.poll_results if task is None else partial(provider.poll_task, task.provider_task_id)  # type: ignore[attr-defined]
+    outcome = PollOutcome(provider=cursor_key)
+    cursor = store.get_poll_cursor(cursor_key)
     cache: dict[tuple[str, str], str | None] = {}
     ended: set[str] = set()
     for _ in range(max_pages):
         try:
-            page = provider.poll_results(cursor)
+            page = fetch(cursor)
         except Exception as exc:  # the provider's fault: keep the cursor, try at the next schedule
             outcome.error = f"{type(exc).__name__}: {exc}"[:300]
             logger.warning("poll failed; cursor kept", extra={"provider": provider.key, "error": outcome.error})
@@ -352,7 +359,7 @@ def poll_provider(store: Store, provider: Provider, *, max_pages: int = MAX_POLL
         outcome.events += len(page.events)
         outcome.pages += 1
         if page.cursor != cursor:
-            store.put_poll_cursor(provider.key, page.cursor)
+            store.put_poll_cursor(cursor_key, page.cursor)
             cursor = page.cursor
         if not page.more:
             break
@@ -367,9 +374,19 @@ def poll_all(store: Store, settings: Mapping[str, Any], providers: ProviderFacto
 
     outcomes = []
     for key in PROVIDER_KEYS:
-        if key not in settings or not provider_class(key).capabilities.polling:
+        if key not in settings:
             continue
-        outcomes.append(poll_provider(store, providers(key)))
+        if provider_class(key).capabilities.polling:
+            outcomes.append(poll_provider(store, providers(key)))
+        elif hasattr(provider_class(key), "poll_task"):  # reconciled per task: the tasks that dial
+            provider = providers(key)
+            for status in ("running", "paused"):
+                token: str | None = None
+                while True:
+                    tasks, token = store.list_tasks(provider=key, status=status, limit=50, next_token=token)
+                    outcomes += [poll_provider(store, provider, task=t) for t in tasks if t.provider_task_id]
+                    if not token:
+                        break
     return outcomes
 
 

@@ -13,12 +13,21 @@ previous state, and the ProviderError (502, with the provider's reason) reaches 
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from outcall.compliance import validate_settings as validate_compliance
 from outcall.errors import Conflict, NotFound, NotSupported, ProviderError, Unprocessable
@@ -36,6 +45,7 @@ from outcall.models import (
     TaskType,
 )
 from outcall.observability import logger
+from outcall.providers.aliyun_rules import check_retry_strategy
 from outcall.providers.base import Provider, TaskSpec
 from outcall.store import Store, utcnow
 
@@ -163,31 +173,225 @@ class _Options(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
-class AliyunOptions(_Options):
-    quotiety: float | None = Field(None, ge=0, le=20, validation_alias=AliasChoices("Quotiety", "quotiety"))
-    predict_adjust: int | None = Field(
-        None, ge=50, le=400, validation_alias=AliasChoices("PredictAdjust", "predictAdjust")
-    )
-    customer_timeout: int | None = Field(
-        None, ge=5, le=60, validation_alias=AliasChoices("CustomerTimeout", "customerTimeout")
-    )
+class _Documented(BaseModel):
+    """providerOptions checked against a provider's document: only its own field names (an unknown
+    one is a 422 naming it), documented ranges and enumerations; fields outcall owns are refused."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
-class XSwitchOptions(_Options):
-    calling_time: int | None = Field(None, ge=5, le=300, description="seconds a callee may ring")
+def _owned(value: Any) -> Any:
+    if value is not None:
+        raise PydanticCustomError("owned_by_outcall", "set by outcall; it cannot be given in providerOptions")
+    return value
+
+
+_Bit = Literal[0, 1]
+
+
+class AliyunOptions(_Documented):
+    """CloudCreateTask's own fields (seeds/aliyun-vms-cloud-create-task.txt; SDK CloudCreateTaskRequest)."""
+
+    EnterpriseId: Any = None
+    TaskId: Any = None
+    Name: Any = None
+    Type: Any = None
+    AutoDelete: Any = None
+    _outcalls = field_validator("EnterpriseId", "TaskId", "Name", "Type", "AutoDelete", mode="before")(_owned)
+
+    Description: str | None = Field(None, max_length=199)
+    TemplateName: str | None = None
+    AutoStart: _Bit | None = None
+    AutoStartDay: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    AutoStartTime: str | None = Field(None, pattern=r"^\d{2}:\d{2}:\d{2}$")
+    AutoStop: _Bit | None = None
+    AutoStopDay: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    AutoStopTime: str | None = Field(None, pattern=r"^\d{2}:\d{2}:\d{2}$")
+    ForceEndFlag: _Bit | None = None
+    AutoTaskType: _Bit | None = None
+    AutoTriggerTimeStrategy: str | None = Field(None, validate_default=True)
+    AutoComplete: _Bit | None = None
+    RetryStrategyTimeType: Literal[1, 2] | None = None
+    RetryStrategy: str | dict[str, Any] | list[Any] | None = None
+    RetryStrategyOnlyToday: Literal[0, 1, 2, 3] | None = None
+    CallPriorityStrategy: str | dict[str, Any] | None = None
+    CustomerClidsCategory: Literal[1, 2, 4, 5] | None = None
+    CustomerClids: str | None = None
+    CustomerClidType: Literal[1, 2] | None = None
+    ClidProperty: str | dict[str, Any] | None = None
+    CustomerClidWeightFlag: _Bit | None = None
+    CustomerClidWeight: str | list[Any] | None = None
+    CustomerClidsGroup: str | None = Field(None, validate_default=True)
+    CustomerTimeout: int | None = Field(None, ge=5, le=60)
+    CallRouteStrategy: Literal[1, 2] | None = None
+    IvrId: int | None = None
+    IvrName: str | None = None
+    Concurrency: int | None = Field(None, ge=0)
+    UserFields: str | list[Any] | None = None
+    CallVariables: str | list[Any] | None = None
+    TimeStrategy: str | None = None
+    CallGroupType: Literal[1, 2] | None = None
+    Cnos: str | None = Field(None, validate_default=True)
+    AgentGroup: str | None = Field(None, validate_default=True)
+    CallStrategy: Literal[1, 2, 3, 4, "1", "2", "3", "4"] | None = None
+    AgentTimeout: int | None = Field(None, ge=5, le=60)
+    Wrapup: int | None = Field(None, ge=1, le=10800)
+    MaxWaitTime: int | None = Field(None, ge=10, le=600)
+    MinAvailableAgentCount: int | None = Field(None, ge=1, le=10)
+    Quotiety: float | None = Field(None, gt=0, le=20)
+    PredictAdjust: int | None = Field(None, ge=50, le=400)
+    CallLimitStrategy: str | list[Any] | None = None
+    CustomerMoh: str | None = None
+    CustomerVoice: str | None = None
+    AnswerRate: int | None = Field(None, ge=1, le=100)
+    WarmUpDuration: int | None = Field(None, ge=60, le=600)
+    IsRewarm: _Bit | None = None
+
+    @field_validator("AutoTriggerTimeStrategy")
+    @classmethod
+    def _interval_needs_periods(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("AutoTaskType") == 1 and not value:
+            raise ValueError("needed with AutoTaskType 1 (interval calling)")
+        return value
+
+    @field_validator("RetryStrategy")
+    @classmethod
+    def _rounds_in_order(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        text = value if isinstance(value, str) else json.dumps(value)
+        check_retry_strategy(text, int(info.data.get("RetryStrategyTimeType") or 1))
+        return value
+
+    @field_validator("CustomerClidsGroup")
+    @classmethod
+    def _pool_needs_group(cls, value: str | None, info: ValidationInfo) -> str | None:
+        category = info.data.get("CustomerClidsCategory")
+        if category in (4, 5) and not value:
+            raise ValueError(f"needed with CustomerClidsCategory {category} (number pool or caller-id navigation)")
+        return value
+
+    @field_validator("CallVariables")
+    @classmethod
+    def _at_most_five(cls, value: Any) -> Any:
+        items = json.loads(value) if isinstance(value, str) else value
+        if isinstance(items, list) and len(items) > 5:
+            raise ValueError("at most 5 call variables")
+        return value
+
+    @field_validator("Cnos")
+    @classmethod
+    def _agents_need_cnos(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("CallGroupType") == 1 and not value:
+            raise ValueError("needed with CallGroupType 1 (agents by number)")
+        return value
+
+    @field_validator("AgentGroup")
+    @classmethod
+    def _groups_need_a_group(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("CallGroupType") == 2 and not value:
+            raise ValueError("needed with CallGroupType 2 (an outbound group)")
+        return value
+
+
+class XSwitchOptions(_Documented):
+    """The task fields of seeds/xswitch-out-call-tasks.txt (修改基本信息 / 修改呼叫设置 / 修改呼叫确认 /
+    修改接通后动作); `group_name` is the task's name and `id` the provider's: outcall sets both."""
+
+    id: Any = None
+    group_name: Any = None
+    group_id: Any = None
+    _outcalls = field_validator("id", "group_name", "group_id", mode="before")(_owned)
+
+    description: str | None = None
+    cid_number: str | None = None
+    cid_name: str | None = None
+    dest_context: str | None = None
+    calling_time: int | None = Field(None, ge=1, le=300, description="seconds a callee may ring (超时时长)")
+    max_caps: int | None = Field(None, ge=1, le=1000, description="calls started per second (CAPS)")
     max_concurrency: int | None = Field(None, ge=1, le=1000)
-    max_caps: int | None = Field(None, ge=1, le=1000, description="calls started per second")
+    task_start_time: str | None = Field(None, pattern=r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})?$")
+    auto_dial: _Bit | None = None
+    disable_ring_back: _Bit | None = None
+    auto_record: _Bit | None = None
+    group_confirm_key: str | None = None
+    group_confirm_read_timeout: str | int | None = None
+    group_confirm_file: str | dict[str, Any] | None = None
+    action: str | None = None
+    data: str | dict[str, Any] | None = None
 
 
-class NxcloudOptions(_Options):
-    concurrency: int | None = Field(None, ge=1, le=1000)
-    ring_timeout: int | None = Field(None, ge=5, le=120, validation_alias=AliasChoices("ringTimeout"))
+class NxcloudTaskCreateSetting(_Documented):
+    """Callbot-API-createTask `taskCreateSetting` (taskName, maxCall, maxRingTime, zoneSecond and the
+    dialAt* window come from the task's name and settings; they may be given here to override)."""
+
+    strategyName: str | None = None
+    startupType: int | None = Field(None, ge=0)
+    startupAt: int | None = Field(None, ge=0, description="epoch seconds")
+    zoneSecond: int | None = Field(None, ge=-12 * 3600, le=14 * 3600)
+    dialAtWeekDay: str | None = None
+    dialAtUpHour: str | None = None
+    dialAtDownHour: str | None = None
+    maxCall: int | None = Field(None, ge=1, le=1000)
+    maxRingTime: int | None = Field(None, ge=5, le=120)
+    routeID: str | None = None
+    manualCallSetting: dict[str, Any] | None = None
+    taskName: Any = None
+    taskCallbackUrl: Any = None
+
+    _no_owned = field_validator("taskName", "taskCallbackUrl")(_owned)
 
 
-PROVIDER_OPTIONS: dict[str, type[_Options]] = {
+class NxcloudFuncFlag(_Documented):
+    """Callbot-API-createTask `funcFlag`. roundRedial (NXCLOUD's own redial rounds) is off unless
+    turned on here: outcall releases every retry itself."""
+
+    taskKeep: bool | None = None
+    roundRedial: bool | None = None
+    wholeTTS: bool | None = None
+    smsEnable: bool | None = None
+    smsFuncFlag: list[dict[str, Any]] | None = None
+    phoneEncrypt: bool | None = None
+
+
+class NxcloudOptions(_Documented):
+    """NXCLOUD createTask fields (Callbot-API-createTask), by their documented names."""
+
+    sceneID: str | None = Field(None, min_length=1, description="the script template; required unless configured")
+    taskCreateSetting: NxcloudTaskCreateSetting | None = None
+    funcFlag: NxcloudFuncFlag | None = None
+    other: str | None = None
+    productID: Any = None
+    userTaskID: Any = None
+    taskCallbackUrl: Any = None
+    orderCallbackUrl: Any = None
+    callCallbackUrl: Any = None
+
+    _no_owned = field_validator("productID", "userTaskID", "taskCallbackUrl", "orderCallbackUrl", "callCallbackUrl")(
+        _owned
+    )
+
+
+class AirudderOptions(_Documented):
+    """AIRUDDER workflow/createinstance fields (apifox api-45238811), by their documented names; `name`
+    and `end_time` come from the task's name and autoStopAt."""
+
+    workflow_template_id: int | None = Field(None, ge=1, description="the workflow template (an integer)")
+    workflow_template_name: str | None = None
+    auto_finish: int | None = Field(None, ge=0)
+    name: Any = None
+    end_time: Any = None
+    workflow_id: Any = None
+    case_id: Any = None
+
+    _no_owned = field_validator("name", "end_time", "workflow_id", "case_id")(_owned)
+
+
+PROVIDER_OPTIONS: dict[str, type[BaseModel]] = {
     "aliyun": AliyunOptions,
     "xswitch": XSwitchOptions,
     "nxcloud": NxcloudOptions,
+    "airudder": AirudderOptions,
 }
 
 

@@ -1,15 +1,18 @@
 """API bearer tokens: kept only as SHA-256 hashes, compared in constant time.
 
-Command line (also `make tokens ARGS="..."`):
+Command line (also `make tokens ARGS="..."`), with TABLE_NAME (the stack output `TableName`), the
+region in AWS_REGION or AWS_DEFAULT_REGION and credentials (AWS_PROFILE, ...) set:
     python -m outcall.tokens create --name ci [--token VALUE]   prints the token once
     python -m outcall.tokens list
     python -m outcall.tokens revoke --name ci | --hash <prefix>
+A setting that is missing or wrong is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import sys
 
@@ -67,10 +70,34 @@ def revoke(store: Store, *, name: str | None = None, hash_prefix: str | None = N
     return revoked
 
 
-def main(argv: list[str] | None = None) -> int:
+PROG = "python -m outcall.tokens"
+
+
+def _table_name() -> str:
+    from outcall import commands
+
+    name = os.environ.get("TABLE_NAME")
+    if name:
+        return name
+    try:
+        stack = commands.stack_name()
+    except commands.CommandError:
+        stack = "<stack>"
+    raise commands.CommandError(
+        "TABLE_NAME is not set: set it to the deployed stack's table, the output TableName of "
+        f"`aws cloudformation describe-stacks --stack-name {stack} --query "
+        "\"Stacks[0].Outputs[?OutputKey=='TableName'].OutputValue\" --output text`"
+    )
+
+
+def _main(argv: list[str] | None) -> int:
     import argparse  # imported here: only the command line needs it, not the authorizer
 
-    parser = argparse.ArgumentParser(prog="python -m outcall.tokens", description="Manage outcall API tokens")
+    from botocore.exceptions import ClientError
+
+    from outcall import commands
+
+    parser = argparse.ArgumentParser(prog=PROG, description="Manage outcall API tokens")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create a token and print it once")
     create.add_argument("--name", required=True)
@@ -82,17 +109,35 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--hash", dest="hash_prefix")
     args = parser.parse_args(argv)
 
-    store = Store()
-    if args.command == "create":
-        print(create_token(store, args.name, args.token))
-    elif args.command == "list":
-        for token in store.list_tokens():
-            print(f"{token.name}\t{token.token_hash[:12]}\t{token.created_at.isoformat()}")
-    else:
-        count = revoke(store, name=args.name, hash_prefix=args.hash_prefix)
-        print(f"revoked {count} token(s)")
-        return 0 if count else 1
+    table = _table_name()
+    region = commands.use_region()
+    store = Store(table)
+    try:
+        if args.command == "create":
+            print(create_token(store, args.name, args.token))
+        elif args.command == "list":
+            for token in store.list_tokens():
+                print(f"{token.name}\t{token.token_hash[:12]}\t{token.created_at.isoformat()}")
+        else:
+            count = revoke(store, name=args.name, hash_prefix=args.hash_prefix)
+            print(f"revoked {count} token(s)")
+            return 0 if count else 1
+    except ValueError as exc:
+        raise commands.CommandError(str(exc)) from exc
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise commands.CommandError(
+                f"table {table} not found in region {region}: set TABLE_NAME and AWS_REGION to the deployed stack's"
+            ) from exc
+        raise
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: its exit code (2, with one line on stderr, for a setting to fix)."""
+    from outcall import commands
+
+    return commands.run(PROG, _main, argv)
 
 
 if __name__ == "__main__":

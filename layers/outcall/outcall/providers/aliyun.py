@@ -1,20 +1,39 @@
 """Alibaba Cloud VMS `Dyvmsapi` 2017-05-25 `Cloud*` call-center tasks, through the official SDK.
 
-The SDK (`alibabacloud_dyvmsapi20170525`) signs every call (ACS3-HMAC-SHA256 by default, the
-RPC HMAC-SHA1 signature with `signatureAlgorithm: "v2"`), retries by its own RetryOptions
-(throttling codes, 5xx and network errors, exponential backoff with equal jitter, capped),
-and raises Tea exceptions that this module turns into ProviderError with the provider's code.
+Documents followed (per operation, named in each docstring): the model docstrings of the official
+SDK `alibabacloud-dyvmsapi20170525` (CloudCreateTaskRequest, CloudImportTaskTelRequest /
+ResponseBody, CloudDeleteTaskTelRequest, CloudPauseTaskRequest, CloudQueryPredictiveCallCdrRequest /
+ResponseBody, ...), the seed page seeds/aliyun-vms-cloud-create-task.txt (CloudCreateTask, its limits
+and ranges) and the CloudImportTaskTel page (help.aliyun.com api-dyvmsapi-2017-05-25-cloudimporttasktel:
+at most 100,000 numbers per batch, 1,000,000 per task, 10,000,000 per enterprise).
+
+The SDK signs every call (ACS3-HMAC-SHA256 by default, the RPC HMAC-SHA1 signature with
+`signatureAlgorithm: "v2"`), retries by its own RetryOptions (throttling codes, 5xx and network
+errors, exponential backoff with equal jitter, capped), and raises Tea exceptions that this module
+turns into ProviderError with the provider's code.
 
 Settings: accessKeyId, accessKeySecret, enterpriseId (or instanceId: the call-center id every
 Cloud* call carries); baseUrl (omit for the real endpoint dyvmsapi.aliyuncs.com over https;
 `http://127.0.0.1:PORT` points the SDK at a simulator), regionId (cn-hangzhou),
 signatureAlgorithm, connectTimeout / readTimeout (s), retries (2), backoffFactor (s, 0.5),
-backoffMax (s, 20); timezone (Asia/Shanghai: the platform's clock for days and months),
-defaultRegion (CN, to read national numbers back), dialFormat ("national" default, "e164"),
-isRepeat (1: refuse duplicates within a task), autoDelete (0), pageSize (CDRs per query, <=1000),
-pollMaxPages (50), pollLookbackSeconds (first poll, 86400), cdrSettleSeconds (CDRs ending within
-this many seconds of now are left for the next poll, 5), statusMap (override of CDR Status ->
-CallStatus), typeMap (TaskSpec.type -> Type; *inferred* 1 predictive, 2 auto).
+backoffMax (s, 20); timezone (Asia/Shanghai: the platform's clock for AutoStartDay/Time and for
+the month a CDR query may span; CDR times are epoch seconds and come back in UTC),
+defaultRegion (CN, to read national numbers back), dialFormat ("national" default, as the
+documents write Tel / CustomerNumber, or "e164"), isRepeat (1, the documented default: numbers
+deduplicated within the task, for first attempts), retryIsRepeat (0: no deduplication, for attempts
+after the first, which import the number into the task again; not 3, because the document says
+deduplication within the task and within the batch cannot both hold and a switch between them
+restarts it), autoComplete (0: a task that has dialled every number stays running for the next
+wave instead of ending, as the documented default 1 would do; an ended task cannot be started
+again), autoDelete (0),
+pageSize (CDRs per query, <=1000), pollMaxPages (50), pollLookbackSeconds (first poll, 86400),
+cdrSettleSeconds (CDRs ending within this many seconds of now are left for the next poll, 5),
+statusMap (override of StatusCode -> CallStatus), numberStatusMap (SipCause number-status code ->
+CallStatus for unanswered calls; empty: the SDK names the codes but publishes no meanings),
+endReasonMap (override of EndReason -> normalised hangup cause), providerRedial (true: settings.retry
+becomes RetryStrategy and the platform redials; false: no RetryStrategy is sent, the platform
+dials each imported number once and outcall's dispatcher imports retries itself), typeMap (TaskSpec.type -> Type:
+1 predictive, 2 auto, as CloudQueryTask's TaskProperties.Type documents).
 """
 
 from __future__ import annotations
@@ -23,11 +42,12 @@ import calendar
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 from alibabacloud_dyvmsapi20170525 import models as vms
 from alibabacloud_dyvmsapi20170525.client import Client
 from alibabacloud_tea_openapi import utils_models as open_api
@@ -40,26 +60,28 @@ from outcall.errors import ProviderError, Unprocessable
 from outcall.models import CallEvent, CallStatus, ContactOutcome, ContactSpec
 from outcall.observability import logger
 from outcall.phones import dial_string, provider_number_to_e164
+from outcall.providers.aliyun_rules import OWNED_FIELDS, check_retry_strategy
 from outcall.providers.base import Capabilities, PollPage, Provider, ProviderLimits, TaskSpec
 
 KEY: Final = "aliyun"
 VERSION = "2017-05-25"
 THROTTLING_CODES = ("Throttling", "Throttling.User", "Throttling.Api", "Throttling.Tenant", "ServiceUnavailable")
 RETRY_EXCEPTIONS = ("ServerException", "ThrottlingException", "RetryError")
+# CDR StatusCode (SDK CloudQueryPredictiveCallCdrResponseBodyDataList.status_code): 40 customer did not
+# answer, 41 customer answered, 42 dialled, 43 both answered. `Status` is the same result as text.
 DEFAULT_STATUS_MAP: dict[str, CallStatus] = {
-    "40": "no-answer",  # predictive call, customer did not answer
-    "41": "completed",  # customer answered (no agent bridged)
-    "42": "failed",  # dialled, no answer record (*inferred*)
-    "43": "completed",  # customer and agent both answered
+    "40": "no-answer",
+    "41": "completed",
+    "42": "failed",  # "dialled" and nothing more: placed, no answer recorded (*inferred*: failed)
+    "43": "completed",
 }
-BUSY_SIP_CAUSES = frozenset({"486", "600", "603"})
-JSON_STRING_FIELDS = frozenset(
-    {"RetryStrategy", "UserFields", "CallVariables", "CallLimitStrategy", "ClidProperty", "CustomerClidWeight"}
-)
-
-
-def _pascal(key: str) -> str:
-    return key[:1].upper() + key[1:]
+# EndReason, "the hang-up reason after answer": 1000 main channel hung up, 1001 another channel hung up,
+# 1002 forcibly released. The main channel of an outbound task is the customer's leg (*inferred*).
+DEFAULT_END_REASONS: dict[str, str] = {
+    "1000": "callee-hangup",
+    "1001": "caller-hangup",
+    "1002": "released",
+}
 
 
 class AliyunProvider(Provider):
@@ -89,6 +111,10 @@ class AliyunProvider(Provider):
         self.page_size = min(1000, int(s.get("pageSize", 1000)))
         self.poll_max_pages = int(s.get("pollMaxPages", 50))
         self.status_map = {**DEFAULT_STATUS_MAP, **{str(k): v for k, v in dict(s.get("statusMap") or {}).items()}}
+        self.number_status_map = {str(k): v for k, v in dict(s.get("numberStatusMap") or {}).items()}
+        self.end_reasons = {**DEFAULT_END_REASONS, **{str(k): v for k, v in dict(s.get("endReasonMap") or {}).items()}}
+        self.is_repeat = int(s.get("isRepeat", 1))
+        self.retry_is_repeat = int(s.get("retryIsRepeat", 0))
         self.type_map = {"predictive": 1, "auto": 2, **dict(s.get("typeMap") or {})}
         retries = int(s.get("retries", 2))
         backoff = {
@@ -187,37 +213,65 @@ class AliyunProvider(Provider):
 
     # ---------------------------------------------------------------- mapping
 
+    def _clids_category(self, caller_ids: Sequence[str]) -> int:
+        """CustomerClidsCategory for caller ids given as numbers: 2 (mobile) when every one is a mobile
+        number, else 1 (fixed-line). 4 (number pool) and 5 (caller-id navigation) name a
+        CustomerClidsGroup instead and come only from providerOptions."""
+        kinds: set[Any] = set()
+        for number in caller_ids:
+            try:
+                parsed = phonenumbers.parse(number, None if number.startswith("+") else self.region)
+                kinds.add(phonenumbers.number_type(parsed))
+            except phonenumbers.NumberParseException:
+                kinds.add(None)
+        return 2 if kinds == {phonenumbers.PhoneNumberType.MOBILE} else 1
+
+    @staticmethod
+    def retry_strategy(rounds: int, interval_minutes: int, time_type: int = 1) -> str:
+        """RetryStrategy JSON (SDK CloudCreateTaskRequest.retry_strategy, basic mode):
+        `{"retry": n, "strategy": [{"round": r, "time": "d-h-m"}, ...]}`. With RetryStrategyTimeType 1
+        (timed from the first call, the default) round r waits r * interval, so each round's time is
+        later than the round before; with 2 (timed from the previous call) every round waits interval."""
+
+        def dhm(minutes: int) -> str:
+            return f"{minutes // 1440}-{minutes % 1440 // 60}-{minutes % 60}"
+
+        strategy = [
+            {"round": r, "time": dhm(interval_minutes * (r if time_type == 1 else 1))} for r in range(1, rounds + 1)
+        ]
+        return json.dumps({"retry": rounds, "strategy": strategy}, separators=(",", ":"))
+
     def _fields(self, spec: TaskSpec, *, create: bool) -> dict[str, Any]:
-        """TaskSpec -> CloudCreateTask/CloudUpdateTask fields (PascalCase, as the API names them)."""
+        """TaskSpec -> CloudCreateTask / CloudUpdateTask fields (PascalCase, as the API names them).
+        providerOptions carry documented field names only (checked by tasks.AliyunOptions)."""
         if spec.type not in self.type_map:
             raise Unprocessable(f"aliyun has no {spec.type!r} tasks; types: {', '.join(self.type_map)}")
+        if len(spec.name) >= 50:
+            raise Unprocessable("name: aliyun task names are shorter than 50 characters (CloudCreateTask Name)")
+        options = dict(spec.provider_options)
+        owned = sorted(set(options) & OWNED_FIELDS)
+        if owned:
+            raise Unprocessable(f"settings.providerOptions.{owned[0]}: set by outcall, not overridable")
         fields: dict[str, Any] = {"EnterpriseId": self.enterprise_id, "Name": spec.name}
         if create:
             fields["Type"] = int(self.type_map[spec.type])
             fields["AutoDelete"] = int(self.settings.get("autoDelete", 0))
+            fields["AutoComplete"] = int(self.settings.get("autoComplete", 0))
         if spec.caller_ids:
-            fields["CustomerClidsCategory"] = 1
+            fields["CustomerClidsCategory"] = self._clids_category(spec.caller_ids)
             fields["CustomerClids"] = ",".join(spec.caller_ids)
         fields["Concurrency"] = spec.concurrency
         fields["CustomerTimeout"] = max(5, min(60, spec.ring_timeout_seconds))
-        if spec.retry is not None and spec.retry.rounds > 0:
-            minutes = spec.retry.interval_minutes
-            when = f"{minutes // 1440}-{minutes % 1440 // 60}-{minutes % 60}"  # day-hour-minute, *inferred*
-            fields["RetryStrategy"] = json.dumps(
-                {
-                    "retry": spec.retry.rounds,
-                    "strategy": [{"round": r, "time": when} for r in range(1, spec.retry.rounds + 1)],
-                },
-                separators=(",", ":"),
-            )
-            fields["RetryStrategyTimeType"] = 1
+        if spec.retry is not None and spec.retry.rounds > 0 and self.settings.get("providerRedial", True):
+            time_type = int(options.get("RetryStrategyTimeType", 1))
+            fields["RetryStrategy"] = self.retry_strategy(spec.retry.rounds, spec.retry.interval_minutes, time_type)
+            fields["RetryStrategyTimeType"] = time_type
         for prefix, moment in (("AutoStart", spec.auto_start_at), ("AutoStop", spec.auto_stop_at)):
             if moment is not None:
                 local = moment.astimezone(self.tz)
                 fields[prefix] = 1
                 fields[f"{prefix}Day"] = local.strftime("%Y-%m-%d")
                 fields[f"{prefix}Time"] = local.strftime("%H:%M:%S")
-        options = {_pascal(k): v for k, v in spec.provider_options.items()}
         if spec.calling_window is not None and not (
             options.get("AutoTriggerTimeStrategy") or options.get("TimeStrategy")
         ):
@@ -229,9 +283,30 @@ class AliyunProvider(Provider):
             fields["AutoTaskType"] = 1
         for key, value in options.items():
             fields[key] = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
-        if spec.type == "auto" and create and not (fields.get("IvrId") or fields.get("IvrName")):
-            raise Unprocessable("aliyun auto tasks need providerOptions.IvrId or IvrName (the IVR callers hear)")
+        self._check_fields(fields, spec, create=create)
         return fields
+
+    @staticmethod
+    def _check_fields(fields: Mapping[str, Any], spec: TaskSpec, *, create: bool) -> None:
+        """The dependencies between CloudCreateTask fields the document states (caller ids by category,
+        rounds of a RetryStrategy, the IVR of an auto task)."""
+        category = int(fields.get("CustomerClidsCategory") or 0)
+        if category in (1, 2) and not fields.get("CustomerClids"):
+            raise Unprocessable(
+                f"settings.providerOptions.CustomerClids: needed with CustomerClidsCategory {category} "
+                "(or give settings.callerIds)"
+            )
+        if category in (4, 5) and not fields.get("CustomerClidsGroup"):
+            raise Unprocessable(
+                f"settings.providerOptions.CustomerClidsGroup: needed with CustomerClidsCategory {category}"
+            )
+        if fields.get("RetryStrategy"):
+            try:
+                check_retry_strategy(str(fields["RetryStrategy"]), int(fields.get("RetryStrategyTimeType") or 1))
+            except ValueError as exc:
+                raise Unprocessable(f"settings.providerOptions.RetryStrategy: {exc}") from exc
+        if spec.type == "auto" and create and not (fields.get("IvrId") or fields.get("IvrName")):
+            raise Unprocessable("settings.providerOptions.IvrId: aliyun auto tasks need IvrId or IvrName")
 
     @staticmethod
     def _model(cls: type, fields: Mapping[str, Any]) -> Any:
@@ -251,70 +326,80 @@ class AliyunProvider(Provider):
     # ---------------------------------------------------------------- tasks
 
     def create_task(self, spec: TaskSpec) -> str:
+        """CloudCreateTask (seed aliyun-vms-cloud-create-task.txt; SDK CloudCreateTaskRequest)."""
         request = self._model(vms.CloudCreateTaskRequest, self._fields(spec, create=True))
         body = self._call("CloudCreateTask", self.client.cloud_create_task_with_options, request)
         return str(body.data.id)
 
     def update_task(self, provider_task_id: str, spec: TaskSpec) -> None:
+        """CloudUpdateTask (SDK CloudUpdateTaskRequest): Type is fixed at creation ("外呼任务创建后任务类型不支持
+        修改"); AutoDelete, TemplateName and CallGroupType are CloudCreateTask's only, so none is sent."""
         fields = {**self._fields(spec, create=False), "TaskId": int(provider_task_id)}
-        for key in ("Type", "AutoDelete", "TemplateName"):  # fixed at creation / not task properties
+        for key in ("Type", "AutoDelete", "TemplateName", "CallGroupType"):  # not in CloudUpdateTaskRequest
             fields.pop(key, None)
         request = self._model(vms.CloudUpdateTaskRequest, fields)
         self._call("CloudUpdateTask", self.client.cloud_update_task_with_options, request)
 
     def get_task(self, provider_task_id: str) -> dict[str, Any]:
+        """CloudGetTask (SDK CloudGetTaskResponseBody: Data.TaskProperty)."""
         request = vms.CloudGetTaskRequest(enterprise_id=self.enterprise_id, task_id=int(provider_task_id))
         body = self._call("CloudGetTask", self.client.cloud_get_task_with_options, request)
         prop = body.data.task_property if body.data else None
         return dict(prop.to_map()) if prop else {}
 
     def delete_task(self, provider_task_id: str) -> None:
+        """CloudDeleteTask (SDK CloudDeleteTaskRequest; seed: numbers go, CDRs and recordings stay)."""
         request = vms.CloudDeleteTaskRequest(enterprise_id=self.enterprise_id, task_id=int(provider_task_id))
         self._call("CloudDeleteTask", self.client.cloud_delete_task_with_options, request)
 
     def start_task(self, provider_task_id: str) -> None:
+        """CloudStartTask (SDK CloudStartTaskRequest): also resumes a paused task."""
         request = vms.CloudStartTaskRequest(enterprise_id=self.enterprise_id, task_id=int(provider_task_id))
         self._call("CloudStartTask", self.client.cloud_start_task_with_options, request)
 
     def pause_task(self, provider_task_id: str, pause_duration: int = 0) -> None:
+        """CloudPauseTask (SDK CloudPauseTaskRequest: TaskId, PauseDuration default 0). The task stops
+        taking numbers until CloudStartTask; calls already placed go on. Its numbers stay in it."""
         request = vms.CloudPauseTaskRequest(
             enterprise_id=self.enterprise_id, task_id=int(provider_task_id), pause_duration=pause_duration
         )
         self._call("CloudPauseTask", self.client.cloud_pause_task_with_options, request)
 
+    def stop_task(self, provider_task_id: str) -> None:
+        """The API has no stop operation (no CloudStopTask in the SDK; a task ends by AutoStop /
+        ForceEndFlag or AutoComplete). outcall's stop is CloudPauseTask then CloudDeleteTaskTel with
+        Status 0, which withdraws every number not called yet (SDK CloudDeleteTaskTelRequest: "任务在运行中，
+        号码也会被删除"): nothing is dialled after it, the CDRs stay."""
+        self.pause_task(provider_task_id)
+        self._delete_tels(provider_task_id)
+
     # ---------------------------------------------------------------- numbers
 
-    def add_contacts(self, provider_task_id: str, contacts: Sequence[ContactSpec]) -> list[ContactOutcome]:
-        """One CloudImportTaskTel call. The SDK's generated method puts TaskTelList in the URL,
-        where 100,000 numbers do not fit; the same signed RPC call goes through the SDK's
-        call_api with the list in the form body (RPC reads parameters from either)."""
-        if len(contacts) > self.limits.batch_size:
-            raise Unprocessable(f"at most {self.limits.batch_size} numbers per aliyun import call")
-        if not contacts:
-            return []
-        outcomes: list[ContactOutcome | None] = [None] * len(contacts)
-        rows: list[dict[str, Any]] = []
-        seen: dict[str, int] = {}
-        for i, contact in enumerate(contacts):
-            if contact.e164 in seen:
-                outcomes[i] = ContactOutcome(e164=contact.e164, accepted=False, reason="duplicate in batch")
-                continue
-            seen[contact.e164] = i
-            row: dict[str, Any] = {"Tel": self._tel(contact.e164)}
-            prop = {**contact.variables}
-            if contact.external_id:
-                prop["externalId"] = contact.external_id
-            if contact.name:
-                prop["name"] = contact.name
-            if prop:
-                row["Property"] = json.dumps(prop, ensure_ascii=False, separators=(",", ":"))
-            rows.append(row)
-        batch = f"outcall-{uuid.uuid4().hex[:12]}"
+    def _delete_tels(self, provider_task_id: str, file_id: int | None = None, tels: Sequence[str] = ()) -> None:
+        """CloudDeleteTaskTel (SDK CloudDeleteTaskTelRequest): TaskId, optional FileId (batch), Tels (comma
+        separated, at most 100,000), Status 0 = only numbers not called yet."""
+        request = vms.CloudDeleteTaskTelRequest(
+            enterprise_id=self.enterprise_id,
+            task_id=int(provider_task_id),
+            file_id=file_id,
+            tels=",".join(tels) or None,
+            status=0,
+        )
+        self._call("CloudDeleteTaskTel", self.client.cloud_delete_task_tel_with_options, request)
+
+    def _import(
+        self, provider_task_id: str, rows: Sequence[Mapping[str, Any]], is_repeat: int
+    ) -> tuple[int, int, int, int | None]:
+        """One CloudImportTaskTel call (SDK CloudImportTaskTelRequest / ResponseBody): a new batch (`Name`)
+        of `TaskTelList` [{Tel, Property(json string)}]. Answers (ImportTotal, SuccessTotal,
+        InvalidTotal, FileId). The SDK's generated method puts TaskTelList in the URL, where 100,000
+        numbers do not fit; the same signed RPC call goes through the SDK's call_api with the list in
+        the form body (RPC reads parameters from either)."""
         query = {
             "EnterpriseId": self.enterprise_id,
             "TaskId": int(provider_task_id),
-            "Name": batch,
-            "IsRepeat": int(self.settings.get("isRepeat", 1)),
+            "Name": f"outcall-{uuid.uuid4().hex[:12]}",
+            "IsRepeat": is_repeat,
         }
         params = open_api.Params(
             action="CloudImportTaskTel",
@@ -329,24 +414,139 @@ class AliyunProvider(Provider):
         )
         request = open_api.OpenApiRequest(
             query=Utils.query(query),
-            body={"TaskTelList": json.dumps(rows, ensure_ascii=False, separators=(",", ":"))},
+            body={"TaskTelList": json.dumps(list(rows), ensure_ascii=False, separators=(",", ":"))},
         )
         try:
             result = self.client.call_api(params, request, self._runtime())
         except TeaException as exc:
             raise self._error("CloudImportTaskTel", exc) from exc
         body = self._check("CloudImportTaskTel", vms.CloudImportTaskTelResponse().from_map(result).body)
-        invalid = int(getattr(body.data, "invalid_total", 0) or 0) if body.data else 0
-        if invalid:
-            logger.warning(
-                "aliyun import reported invalid numbers it does not name",
-                extra={"provider": KEY, "task": provider_task_id, "batch": batch, "invalid": invalid},
+        data = body.data
+        if data is None:
+            raise ProviderError("aliyun CloudImportTaskTel answered OK without Data", provider=KEY)
+        total = int(data.import_total if data.import_total is not None else len(rows))
+        success = int(data.success_total or 0)
+        invalid = int(data.invalid_total or 0)
+        file_id = int(data.file_id) if str(data.file_id or "").isdigit() else None
+        return total, success, invalid, file_id
+
+    def _row(self, contact: ContactSpec) -> dict[str, Any]:
+        row: dict[str, Any] = {"Tel": self._tel(contact.e164)}
+        prop: dict[str, Any] = {**contact.variables}
+        if contact.external_id:
+            prop["externalId"] = contact.external_id
+        if contact.name:
+            prop["name"] = contact.name
+        if contact.release_key:
+            prop["releaseKey"] = contact.release_key
+        prop["attempt"] = contact.attempt
+        row["Property"] = json.dumps(prop, ensure_ascii=False, separators=(",", ":"))
+        return row
+
+    def _import_exact(
+        self, provider_task_id: str, items: list[tuple[int, ContactSpec]], is_repeat: int
+    ) -> dict[int, ContactOutcome]:
+        """Import `items` and find out which of them the task took. CloudImportTaskTel answers counts
+        only (ImportTotal, SuccessTotal, InvalidTotal; the failures are named only by an event push
+        whose format is not public). When SuccessTotal < ImportTotal for more than one number, the
+        batch's numbers not called yet are withdrawn (CloudDeleteTaskTel FileId, Status 0) and each
+        half is imported again as its own batch, down to single numbers, whose answer is exact.
+        A single number refused without being invalid is a duplicate: under IsRepeat 1 the task
+        already holds it (a batch sent again, or a number of a withdrawn batch that was dialled
+        meanwhile), so it counts as held."""
+        rows = [self._row(c) for _, c in items]
+        total, success, invalid, file_id = self._import(provider_task_id, rows, is_repeat)
+        if success >= total:
+            return {
+                i: ContactOutcome(e164=c.e164, accepted=True, provider_ref=f"{file_id}:{row['Tel']}")
+                for (i, c), row in zip(items, rows, strict=True)
+            }
+        if len(items) == 1:
+            i, c = items[0]
+            if invalid:
+                return {i: ContactOutcome(e164=c.e164, accepted=False, reason="invalid")}
+            if is_repeat == 1:
+                return {i: ContactOutcome(e164=c.e164, accepted=True, already_held=True, reason="duplicate in task")}
+            return {i: ContactOutcome(e164=c.e164, accepted=False, reason="duplicate")}
+        if success == 0 and invalid in (0, total):
+            reason = "invalid" if invalid else "duplicate in task"
+            held = not invalid and is_repeat == 1
+            return {i: ContactOutcome(e164=c.e164, accepted=held, already_held=held, reason=reason) for i, c in items}
+        if success:
+            if file_id is None:
+                raise ProviderError("aliyun took part of an import and named no FileId to withdraw it", provider=KEY)
+            logger.info(
+                "aliyun took part of an import; withdrawing it to find which numbers",
+                extra={"provider": KEY, "task": provider_task_id, "total": total, "success": success},
             )
-        file_id = str(body.data.file_id) if body.data and body.data.file_id is not None else batch
-        return [
-            outcome or ContactOutcome(e164=contact.e164, accepted=True, provider_ref=file_id)
-            for outcome, contact in zip(outcomes, contacts, strict=True)
-        ]
+            self._delete_tels(provider_task_id, file_id=file_id)
+        half = len(items) // 2
+        return {
+            **self._import_exact(provider_task_id, items[:half], is_repeat),
+            **self._import_exact(provider_task_id, items[half:], is_repeat),
+        }
+
+    def add_contacts(self, provider_task_id: str, contacts: Sequence[ContactSpec]) -> list[ContactOutcome]:
+        """CloudImportTaskTel, one batch per call (at most 100,000 numbers, CloudImportTaskTel page).
+        First attempts use IsRepeat `isRepeat` (1: within the task); later attempts import the number
+        into the task again, so they use `retryIsRepeat` (0: none; duplicates within the call are
+        refused here). The API has no client-side id per number: a batch sent again after a lost
+        answer is recognised only by the task-level deduplication (IsRepeat 1) of first attempts.
+        `provider_ref` is `FileId:Tel`, what cancel_contacts withdraws."""
+        if len(contacts) > self.limits.batch_size:
+            raise Unprocessable(f"at most {self.limits.batch_size} numbers per aliyun import call")
+        outcomes: dict[int, ContactOutcome] = {}
+        groups: dict[int, list[tuple[int, ContactSpec]]] = {}
+        seen: set[tuple[str, int]] = set()
+        for i, contact in enumerate(contacts):
+            if (contact.e164, contact.attempt) in seen:
+                outcomes[i] = ContactOutcome(e164=contact.e164, accepted=False, reason="duplicate in batch")
+                continue
+            seen.add((contact.e164, contact.attempt))
+            is_repeat = self.is_repeat if contact.attempt <= 1 else self.retry_is_repeat
+            groups.setdefault(is_repeat, []).append((i, contact))
+        for is_repeat, items in groups.items():
+            outcomes.update(self._import_exact(provider_task_id, items, is_repeat))
+        return [outcomes[i] for i in range(len(contacts))]
+
+    def cancel_contacts(self, provider_task_id: str, refs: Sequence[str]) -> list[str]:
+        """CloudDeleteTaskTel per batch (FileId, Tels, Status 0: only numbers not called yet). The answer
+        says no more than `Result`, so the numbers of those batches that have a CDR
+        (CloudQueryPredictiveCallCdr by TaskId and TaskFileId, this month) count as dialled, not
+        withdrawn. A call still ringing has no CDR yet: it is not deleted (it has been called) but
+        is reported withdrawn; its CDR still arrives by polling."""
+        by_file: dict[int, list[str]] = {}
+        for ref in refs:
+            batch, _, tel = ref.partition(":")
+            if batch.isdigit() and tel:
+                by_file.setdefault(int(batch), []).append(tel)
+        withdrawn: list[str] = []
+        for file_id, tels in by_file.items():
+            for start in range(0, len(tels), 100_000):
+                self._delete_tels(provider_task_id, file_id=file_id, tels=tels[start : start + 100_000])
+            dialled = self._dialled(provider_task_id, file_id)
+            withdrawn.extend(f"{file_id}:{tel}" for tel in tels if tel not in dialled)
+        return withdrawn
+
+    def _dialled(self, provider_task_id: str, file_id: int) -> set[str]:
+        numbers: set[str] = set()
+        start = 0
+        while True:
+            request = vms.CloudQueryPredictiveCallCdrRequest(
+                enterprise_id=self.enterprise_id,
+                task_id=int(provider_task_id),
+                task_file_id=file_id,
+                start=start,
+                limit=self.page_size,
+            )
+            body = self._call(
+                "CloudQueryPredictiveCallCdr", self.client.cloud_query_predictive_call_cdr_with_options, request
+            )
+            rows = body.data.list if body.data and body.data.list else []
+            numbers.update(str(r.customer_number) for r in rows if r.customer_number)
+            if len(rows) < self.page_size:
+                return numbers
+            start += len(rows)
 
     # ---------------------------------------------------------------- results
 
@@ -357,41 +557,72 @@ class AliyunProvider(Provider):
         return int(end.timestamp())
 
     def _event(self, row: Mapping[str, Any]) -> CallEvent:
-        status_code = str(row.get("Status") or "")
-        status: CallStatus = self.status_map.get(status_code, "failed")
-        if status == "no-answer" and str(row.get("SipCause") or "") in BUSY_SIP_CAUSES:
-            status = "busy"
+        """One CDR row (SDK CloudQueryPredictiveCallCdrResponseBodyDataList) as a CallEvent. The result
+        is `StatusCode` (40/41/42/43; `Status` is the same as text); an unanswered call's SipCause
+        (a number-status code, e.g. 710, 719, 800) refines it only through numberStatusMap. The hangup
+        cause is EndReason (1000/1001/1002, after an answer) normalised, or `no-answer` / the
+        number-status code; the raw values stay in `raw`. Times are epoch seconds, given in UTC.
+        The attempt is the one outcall put in the number's Property (read back as UserField)."""
+        code = str(row.get("StatusCode") or "")
+        status: CallStatus = self.status_map.get(code, "failed")
+        sip_cause = str(row.get("SipCause") or "")
+        if status == "no-answer" and sip_cause in self.number_status_map:
+            status = self.number_status_map[sip_cause]
         user_field: dict[str, Any] = row["UserField"] if isinstance(row.get("UserField"), dict) else {}
 
         def at(name: str) -> datetime | None:
             value = row.get(name)
             try:
-                return datetime.fromtimestamp(int(value), self.tz) if value not in (None, "", "0") else None
+                return datetime.fromtimestamp(int(value), UTC) if value not in (None, "", "0") else None
             except (TypeError, ValueError):
                 return None
 
+        end_reason = str(row.get("EndReason") or "")
+        if end_reason in self.end_reasons:
+            cause: str | None = self.end_reasons[end_reason]
+        elif status == "completed":
+            cause = "hangup"
+        elif status == "no-answer":
+            cause = "no-answer"
+        else:
+            cause = status if status != "failed" else (f"number-status-{sip_cause}" if sip_cause else "failed")
         duration = row.get("BridgeDuration") or row.get("TotalDuration")
         records = row.get("RecordFile") or []
         unique = str(row.get("UniqueId") or row.get("Id"))
+        ref = user_field.get("releaseKey") or user_field.get("externalId")
+        try:
+            attempt = max(1, int(user_field.get("attempt") or 1))
+        except (TypeError, ValueError):
+            attempt = 1
         return CallEvent(
             provider=KEY,
             dedup_key=f"{KEY}:{unique}",
             provider_call_id=str(row.get("CallId") or unique),
             provider_task_id=str(row.get("TaskId")) if row.get("TaskId") is not None else None,
-            provider_contact_ref=str(user_field.get("externalId")) if user_field.get("externalId") else None,
+            provider_contact_ref=str(ref) if ref else None,
             phone=self._e164(str(row.get("CustomerNumber") or "")),
             status=status,
+            attempt=attempt,
             started_at=at("StartTime"),
-            answered_at=at("AnswerTime"),
+            answered_at=at("AnswerTime") if status == "completed" else None,
             ended_at=at("EndTime"),
             duration_seconds=int(str(duration)) if str(duration or "").isdigit() else None,
-            hangup_cause=str(row.get("EndReason") or row.get("SipCauseStr") or status_code) or None,
-            recording_url=str(records[0].get("File"))
-            if records and isinstance(records[0], dict) and records[0].get("File")
-            else None,
+            hangup_cause=cause,
+            recording_url=self._recording(records),
             occurred_at=at("EndTime"),
-            raw={k: v for k, v in row.items() if k not in ("CustomerNumber", "UserField")} | {"Status": status_code},
+            raw={k: v for k, v in row.items() if k not in ("CustomerNumber", "UserField")},
         )
+
+    def _recording(self, records: Any) -> str | None:
+        """RecordFile[].File is a file name ("录音文件名"); `recordingUrlTemplate` (e.g.
+        "https://records.example/{file}") makes it a URL; without it the name is kept as is (the
+        signed URL comes from CloudGetRecordUrl, not called here)."""
+        for record in records if isinstance(records, list) else []:
+            if isinstance(record, dict) and record.get("File") and record.get("Type", "record") == "record":
+                template = self.settings.get("recordingUrlTemplate")
+                name = str(record["File"])
+                return str(template).format(file=name) if template else name
+        return None
 
     def _cdr_page(self, since: int, until: int, start: int) -> list[dict[str, Any]]:
         request = vms.CloudQueryPredictiveCallCdrRequest(
@@ -409,8 +640,11 @@ class AliyunProvider(Provider):
         return [r.to_map() for r in rows]
 
     def poll_results(self, cursor: str | None) -> PollPage:
-        """CDRs by end time, window by window. The cursor holds the window start `since` (and the
-        UniqueIds already emitted that end exactly then), and, mid-window, its end and offset.
+        """CloudQueryPredictiveCallCdr (SDK request docstring: StartTime / EndTime epoch seconds that must
+        not span two months, TimeRangeType 2 = by call end, Start >= 0, Limit 1..1000): CDRs by end
+        time, window by window, each window inside one month of the platform clock. The cursor holds
+        the window start `since` (and the UniqueIds already emitted that end exactly then), and,
+        mid-window, its end and offset.
         A failure after some pages returns those with the cursor at the failed page."""
         now = int(datetime.now(self.tz).timestamp())
         settle = int(self.settings.get("cdrSettleSeconds", 5))

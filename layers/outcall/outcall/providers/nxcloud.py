@@ -1,43 +1,57 @@
 """NXCLOUD Callbot v3 (AI robot dialing).
 
-Every call is `POST {baseUrl}/callcentre/api/v3/<op>` with a JSON body that carries
-`"productID": "callbot"` and the caller-made `userTaskID` (that id is also the provider task id
-outcall keeps). Every request is signed:
+Documents (github wiki nxtele/http-api-document, English mirror nxtele/http-api-document-en; each
+operation below names its page): Callbot-API-authorization, -createTask, -updateTask, -mgrTaskStatus,
+-addBatchOrder (addBatchCall), -batchImportCall (the seed), -batchExportCall, -stopOrder, -taskList
+(listTask), -orderList (listOrder), -callList (listCall), -orderDetailList (listOrderDetail), -ping,
+-callCallback, -orderCallback, -taskCallback.
 
-    raw  = secretKey + "&body=" + <exact body string> + "&createTs=" + createTs
-           + "&requestID=" + requestID + "&uuid=" + uuid
-    sign = upper(hex(md5(raw)))            (or sha256 with header `algorithm: SHA256`)
+Every operation is `POST {baseUrl}/callcentre/api/v3/<op>` with a JSON body that carries
+`"productID": "callbot"`; the caller-made `userTaskID` is the provider task id outcall keeps. Every
+request is signed (Callbot-API-authorization):
 
-with headers `uuid` (the account key), `requestID`, `createTs` (seconds), `sign`, `algorithm`.
-Responses and callbacks are signed the same way (headers of the response / the push).
-With `gzip: true` the body is sent `Content-Encoding: gzip`; *inferred*: the signature covers the
-uncompressed body (the docs do not say), so the signer always signs the JSON text.
+    authRaw = secretKey + "&body=" + <exact body string> + "&createTs=" + createTs
+              + "&requestID=" + requestID + "&uuid=" + uuid
+    sign    = upper(hex(md5(authRaw)))   or upper(hex(sha256(authRaw)))
+
+with headers `uuid` (the account's uuid), `requestID`, `createTs` (seconds), `sign` and `algorithm`
+(MD5 or SHA256; MD5 when absent). Answers carry the same headers, signed the same way. Callbacks carry
+`requestID`, `uuid`, `createTs`, `sign` and no `algorithm` header: the algorithm is the account's
+setting ("backend -> Developer", viewable and settable there), so outcall verifies callbacks with the
+`algorithm` setting below, never with anything the push says.
 
 Settings (the `nxcloud` entry of the provider secret):
-  baseUrl            required
-  appKey             the account key, sent as header `uuid`
+  baseUrl            required (production https://nxbot.nxcloud.com)
+  appKey             the account's uuid, sent as header `uuid`
   secretKey          signing secret
-  algorithm          "MD5" (default) or "SHA256"
-  gzip               compress request bodies (default false)
+  algorithm          "MD5" (default) or "SHA256": the account's algorithm (requests, answers, callbacks)
+  sceneID            the script template used when a task's providerOptions names none (createTask
+                     requires one; there is no documented default)
+  gzip               send request bodies `Content-Encoding: gzip` (default false; the signature covers
+                     the uncompressed JSON text, *inferred*: the documents do not say)
   verifyResponses    check the signature of every answer (default true)
-  webhookUrl         base of our callback URLs; callbacks go to {webhookUrl}/call, /order, /task
-  callCallbackUrl / orderCallbackUrl / taskCallbackUrl   explicit callback URLs (override webhookUrl)
-  webhookMaxSkewSeconds  reject callbacks whose createTs is further off (default 600; 0 = no check)
-  importMode         "import" (importBatchCall, default; the seed) or "add" (addBatchCall)
-  importBusyRetries  how often add_contacts re-sends a batch answered retCode 1001 (default 3)
-  importBusyDelay    first wait in seconds before such a re-send, doubled each time (default 1.0)
-  batchSize          contacts per batch call (default 500, *inferred*; the API answers 4001 above it)
+  webhookUrl         base of our callback URLs: {webhookUrl}/call, /order, /task
+  webhookMaxSkewSeconds  refuse callbacks whose createTs is further off (default 600; 0 = no check)
+  importMode         "add" (addBatchCall, default: adds orders to an existing task, also while it runs)
+                     or "import" (importBatchCall, the seed: the task's latest batch; answers 1001
+                     while a batch import is running)
+  importBusyRetries / importBusyDelay   re-sends of a batch answered 1001 (default 3, 1.0 s doubling)
+  batchSize          orders per add call (default 500; *not documented*: the API answers 4001 when an
+                     array holds too many elements, without naming the limit)
+  hangupCauseMap     extra raw hangupCause -> normalised cause entries (merged over HANGUP_CAUSES)
+  pollPageSize       listCall / listTask page size (default 100)
+  reconcileLookbackSeconds  how far back the reconciliation looks for tasks (default 7 days)
+  reconcileOverlapSeconds   each reconciliation window starts this long before the last one ended
+                     (default 300), so a call written late is still found; dedup keys absorb repeats
+  listCallRowsKey / listCallTotalKey  where listCall's answer holds its rows and its total (defaults
+                     "callList" and "totalCount", *not confirmed*: the page's answer table is not in
+                     the public copy; exportBatchCall answers those names)
   plus the ProviderSession keys (timeouts, retries, backoffFactor, rateLimit).
 
-retCode 1001 ("batch import still running") is handled explicitly: the batch is re-sent after
-importBusyDelay, importBusyDelay*2, ... up to importBusyRetries times; if the import is still running
-after that, a ProviderError with provider_code=1001 and retryable=True is raised so the caller (the
-SQS chunk worker) can redeliver the chunk later.
-
-*Inferred* (not in the public pages): the field names of createTask/updateTask besides productID and
-userTaskID (anything in TaskSpec.provider_options is merged into the body as is, so a real field
-name can always be given), the `callStatus` codes of call callbacks (1 answered, 2 no answer, 3 busy,
-4 failed) and the `orderStatus` codes (1 pending, 2 calling, 3 done, 4 cancelled).
+Not settled by any document, and handled so: the enumeration of `callStatus` and `callbackType` (the
+status is derived from `callAnswerTs`, `termSipCode` and `hangupCause` instead); whether the same
+`userPhone` may be added again to a task under a new orderID (outcall sends a new orderID per attempt,
+which the document requires to be globally unique); the batch limit (setting `batchSize`).
 """
 
 from __future__ import annotations
@@ -51,17 +65,19 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from outcall.errors import InvalidSignature, ProviderError
+from outcall.errors import InvalidSignature, ProviderError, Unprocessable
 from outcall.models import CallEvent, CallStatus, ContactOutcome, ContactSpec, TaskLifecycleEvent
-from outcall.observability import logger, mask_phone
-from outcall.providers.base import Capabilities, PollPage, Provider, ProviderLimits, TaskSpec
+from outcall.observability import logger
+from outcall.providers.base import Capabilities, PollPage, Provider, ProviderLimits, TaskSpec, batched
 from outcall.providers.http import ProviderSession
 
 API_PREFIX = "/callcentre/api/v3/"
 PRODUCT_ID = "callbot"
+ALGORITHMS = ("MD5", "SHA256")
 
-# retCode -> (meaning, retryable)
+# retCode -> (meaning, retryable): the response-code table of Callbot-API-batchImportCall (the seed)
 RET_CODES: dict[int, tuple[str, bool]] = {
     1: ("general error", False),
     2: ("missing parameter", False),
@@ -80,14 +96,56 @@ RET_CODES: dict[int, tuple[str, bool]] = {
 IMPORT_RUNNING = 1001
 AUTH_CODES = frozenset({6, 6001, 6002, 6003})
 
+# taskStatus (Callbot-API-taskList enumeration): 1 pending, 2 in progress, 3 completed, 4 completed
+# (failed), 5 paused
 TASK_STATUS = {1: "ready", 2: "running", 3: "completed", 4: "failed", 5: "paused"}
-TASK_OPERATE = {"start": 1, "pause": 2, "complete": 3}
-CALL_STATUS: dict[int, CallStatus] = {1: "completed", 2: "no-answer", 3: "busy", 4: "failed"}
-ORDER_STATUS: dict[int, CallStatus] = {1: "queued", 2: "ringing", 3: "completed", 4: "failed"}
+TASK_OPERATE = {"start": 1, "pause": 2, "complete": 3}  # Callbot-API-mgrTaskStatus
+ORDER_DETAIL_MAX = 500  # Callbot-API-orderDetailList: orderList "limited to a maximum of 500"
+
+# Fields of createTask that outcall owns: a providerOptions value for them is refused (tasks.py).
+OWNED_FIELDS = ("productID", "userTaskID", "taskCallbackUrl", "orderCallbackUrl", "callCallbackUrl")
+
+# Raw hangupCause (FreeSWITCH / Q.850 names, as NXCLOUD's CDRs carry them) -> outcall's normalised
+# cause, and the status an unanswered call with that cause ends in.
+HANGUP_CAUSES: dict[str, tuple[str, CallStatus]] = {
+    "NORMAL_CLEARING": ("normal-clearing", "no-answer"),
+    "USER_BUSY": ("busy", "busy"),
+    "NO_ANSWER": ("no-answer", "no-answer"),
+    "NO_USER_RESPONSE": ("no-answer", "no-answer"),
+    "ALLOTTED_TIMEOUT": ("no-answer", "no-answer"),
+    "ORIGINATOR_CANCEL": ("canceled", "no-answer"),
+    "CALL_REJECTED": ("rejected", "rejected"),
+    "USER_CHALLENGE": ("rejected", "rejected"),
+    "SUBSCRIBER_ABSENT": ("unreachable", "failed"),
+    "UNALLOCATED_NUMBER": ("invalid-number", "failed"),
+    "INVALID_NUMBER_FORMAT": ("invalid-number", "failed"),
+    "NO_ROUTE_DESTINATION": ("invalid-number", "failed"),
+    "NUMBER_CHANGED": ("invalid-number", "failed"),
+    "DESTINATION_OUT_OF_ORDER": ("unreachable", "failed"),
+    "NETWORK_OUT_OF_ORDER": ("network-error", "failed"),
+    "NORMAL_TEMPORARY_FAILURE": ("network-error", "failed"),
+    "NORMAL_CIRCUIT_CONGESTION": ("network-error", "failed"),
+    "SWITCH_CONGESTION": ("network-error", "failed"),
+    "RECOVERY_ON_TIMER_EXPIRE": ("network-error", "failed"),
+    "OUTGOING_CALL_BARRED": ("barred", "failed"),
+}
+# SIP final response (termSipCode) -> normalised cause and status, for calls that were not answered
+SIP_CAUSES: dict[int, tuple[str, CallStatus]] = {
+    486: ("busy", "busy"),
+    600: ("busy", "busy"),
+    603: ("rejected", "rejected"),
+    480: ("no-answer", "no-answer"),
+    408: ("no-answer", "no-answer"),
+    487: ("canceled", "no-answer"),
+    404: ("invalid-number", "failed"),
+    484: ("invalid-number", "failed"),
+    410: ("invalid-number", "failed"),
+    604: ("invalid-number", "failed"),
+}
 
 
 def compute_sign(secret: str, body: str, create_ts: str, request_id: str, account: str, algorithm: str = "MD5") -> str:
-    """The NXCLOUD signature (requests, responses and callbacks alike)."""
+    """The NXCLOUD signature (requests, answers and callbacks alike; Callbot-API-authorization)."""
     raw = f"{secret}&body={body}&createTs={create_ts}&requestID={request_id}&uuid={account}"
     algo = (algorithm or "MD5").upper()
     if algo == "SHA256":
@@ -102,23 +160,31 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _ts(value: Any) -> datetime | None:
-    """NXCLOUD timestamps are epoch seconds (or ms); 0/empty means 'did not happen'."""
+    """NXCLOUD times are epoch seconds (UTC by definition); 0/empty means 'did not happen'."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
     if number <= 0:
         return None
-    if number > 1e11:
+    if number > 1e11:  # milliseconds
         number /= 1000
     return datetime.fromtimestamp(number, tz=UTC)
 
 
 def _e164(phone: Any) -> str | None:
+    """`userPhone` carries the country code without '+' (86156xxxxxxxx)."""
     if not phone:
         return None
-    text = str(phone)
+    text = str(phone).strip()
     return text if text.startswith("+") else f"+{text}"
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class NxcloudProvider(Provider):
@@ -133,28 +199,27 @@ class NxcloudProvider(Provider):
         self.app_key = str(self.settings.get("appKey", ""))
         self.secret = str(self.settings.get("secretKey", ""))
         self.algorithm = str(self.settings.get("algorithm", "MD5")).upper()
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"nxcloud algorithm must be MD5 or SHA256, not {self.algorithm!r}")
         self.gzip = bool(self.settings.get("gzip", False))
         self.verify_responses = bool(self.settings.get("verifyResponses", True))
-        self.import_mode = str(self.settings.get("importMode", "import"))
+        self.import_mode = str(self.settings.get("importMode", "add"))
         self.import_busy_retries = int(self.settings.get("importBusyRetries", 3))
         self.import_busy_delay = float(self.settings.get("importBusyDelay", 1.0))
         self.max_skew = float(self.settings.get("webhookMaxSkewSeconds", 600))
+        self.hangup_causes = {**HANGUP_CAUSES, **dict(self.settings.get("hangupCauseMap") or {})}
         self.http = ProviderSession(self.key, self.settings)
 
     # ------------------------------------------------------------------ plumbing
     def callback_url(self, kind: str) -> str:
-        explicit = self.settings.get(f"{kind}CallbackUrl")
-        if explicit:
-            return str(explicit)
         base = str(self.settings.get("webhookUrl", "")).rstrip("/")
         return f"{base}/{kind}" if base else ""
 
-    def sign(self, body: str, create_ts: str, request_id: str, algorithm: str | None = None) -> str:
-        return compute_sign(self.secret, body, create_ts, request_id, self.app_key, algorithm or self.algorithm)
+    def sign(self, body: str, create_ts: str, request_id: str) -> str:
+        return compute_sign(self.secret, body, create_ts, request_id, self.app_key, self.algorithm)
 
-    def call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """One signed call; returns the answer when retCode is 0, else raises ProviderError."""
-        body = json.dumps({"productID": PRODUCT_ID, **payload}, ensure_ascii=False, separators=(",", ":"))
+    def _post(self, op: str, payload: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         request_id = uuid.uuid4().hex
         create_ts = str(int(time.time()))
         headers = {
@@ -175,14 +240,23 @@ class NxcloudProvider(Provider):
                 f"nxcloud {op} answered HTTP {response.status_code}",
                 provider=self.key,
                 provider_code=response.status_code,
-                retryable=False,
-                details={"body": response.text[:500]},
+                details={"body": response.text[:300]},
             )
         try:
             answer = response.json()
         except ValueError as exc:
             raise ProviderError(f"nxcloud {op} answered something that is not JSON", provider=self.key) from exc
-        code = int(answer.get("retCode", -1))
+        if not isinstance(answer, dict):
+            raise ProviderError(f"nxcloud {op} answered JSON that is not an object", provider=self.key)
+        return answer, response
+
+    def call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One signed operation; the answer when retCode is 0, else ProviderError (retCode table of
+        the seed, Callbot-API-batchImportCall)."""
+        answer, response = self._post(op, {"productID": PRODUCT_ID, **payload})
+        code = _int(answer.get("retCode"))
+        if code is None:
+            raise ProviderError(f"nxcloud {op} answered without a retCode", provider=self.key)
         # An answer refusing our credentials cannot verify with them; it grants nothing, so report it as is.
         if self.verify_responses and code not in AUTH_CODES:
             self._verify_response(op, response.headers, response.text)
@@ -195,66 +269,101 @@ class NxcloudProvider(Provider):
                 retryable=retryable,
                 details={"responseID": answer.get("responseID")},
             )
-        return dict(answer)
+        return answer
 
     def _verify_response(self, op: str, headers: Mapping[str, str], text: str) -> None:
+        """Answers carry requestID, uuid, createTs and sign headers, signed like the request."""
         h = _lower(headers)
         sign = h.get("sign")
         if not sign:
             raise ProviderError(f"nxcloud {op} answer is not signed", provider=self.key, provider_code="unsigned")
-        try:
-            expected = compute_sign(
-                self.secret,
-                text,
-                h.get("createts", ""),
-                h.get("requestid", ""),
-                h.get("uuid", ""),
-                h.get("algorithm") or "MD5",
-            )
-        except ValueError as exc:
-            raise ProviderError(str(exc), provider=self.key, provider_code="bad-signature") from exc
+        expected = compute_sign(
+            self.secret, text, h.get("createts", ""), h.get("requestid", ""), h.get("uuid", ""), self.algorithm
+        )
         if h.get("uuid") != self.app_key or not hmac.compare_digest(expected, sign.upper()):
             raise ProviderError(
                 f"nxcloud {op} answer has a wrong signature", provider=self.key, provider_code="bad-signature"
             )
 
+    def ping(self) -> bool:
+        """Callbot-API-ping: body `{"data": <string>}` (no productID), answer `{data, timestamp, code,
+        msg, reqId}` with `code` 0 for success and `data` echoed."""
+        token = uuid.uuid4().hex
+        answer, response = self._post("ping", {"data": token})
+        code = _int(answer.get("code"))
+        if self.verify_responses and code not in AUTH_CODES:
+            self._verify_response("ping", response.headers, response.text)
+        if code != 0:
+            raise ProviderError(
+                f"nxcloud ping refused: code {answer.get('code')}: {answer.get('msg', '')}",
+                provider=self.key,
+                provider_code=code,
+                retryable=bool(code is not None and RET_CODES.get(code, ("", False))[1]),
+            )
+        if answer.get("data") != token:
+            raise ProviderError("nxcloud ping did not echo its data", provider=self.key, provider_code="ping-echo")
+        return True
+
     # ------------------------------------------------------------------ tasks
-    def _task_body(self, spec: TaskSpec) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def _scene(self, spec: TaskSpec) -> str:
+        scene = spec.provider_options.get("sceneID") or self.settings.get("sceneID")
+        if not scene:
+            field = "settings.providerOptions.sceneID"
+            message = "nxcloud createTask requires a sceneID (the script template); none given and none configured"
+            raise Unprocessable(f"{field}: {message}", details=[{"field": field, "message": message}])
+        return str(scene)
+
+    def _settings_of(self, spec: TaskSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+        """taskCreateSetting and funcFlag of a task (Callbot-API-createTask / -updateTask)."""
+        setting: dict[str, Any] = {
             "taskName": spec.name,
-            "concurrency": spec.concurrency,
-            "ringTimeout": spec.ring_timeout_seconds,
-            "callerNumbers": [n.lstrip("+") for n in spec.caller_ids],
+            "maxCall": spec.concurrency,
+            "maxRingTime": spec.ring_timeout_seconds,
             "taskCallbackUrl": self.callback_url("task"),
-            "callCallbackUrl": self.callback_url("call"),
-            "orderCallbackUrl": self.callback_url("order"),
         }
-        if spec.retry:
-            body["redialTimes"] = spec.retry.rounds
-            body["redialInterval"] = spec.retry.interval_minutes
         if spec.calling_window:
             w = spec.calling_window
-            body["timezone"] = w.timezone
-            body["callTimeRanges"] = [{"start": w.start.strftime("%H:%M"), "end": w.end.strftime("%H:%M")}]
-            body["weekdays"] = w.weekdays
-        if spec.auto_start_at:
-            body["startTs"] = int(spec.auto_start_at.timestamp())
-        if spec.auto_stop_at:
-            body["endTs"] = int(spec.auto_stop_at.timestamp())
-        body.update(spec.provider_options)
-        return body
+            offset = datetime.now(ZoneInfo(w.timezone)).utcoffset()
+            setting["zoneSecond"] = int(offset.total_seconds()) if offset else 0
+            setting["dialAtWeekDay"] = ",".join(str(d) for d in w.weekdays)
+            setting["dialAtUpHour"] = w.start.strftime("%H:%M")
+            setting["dialAtDownHour"] = w.end.strftime("%H:%M")
+        setting.update(dict(spec.provider_options.get("taskCreateSetting") or {}))
+        # outcall dials retries itself (a new order per attempt): NXCLOUD's own round redial is off
+        # unless providerOptions.funcFlag.roundRedial turns it on.
+        func: dict[str, Any] = {"roundRedial": False}
+        func.update(dict(spec.provider_options.get("funcFlag") or {}))
+        return setting, func
 
     def create_task(self, spec: TaskSpec) -> str:
-        user_task_id = str(spec.provider_options.get("userTaskID") or uuid.uuid4().hex)
-        self.call("createTask", {**self._task_body(spec), "userTaskID": user_task_id})
+        """Callbot-API-createTask: productID, userTaskID (ours, unique), sceneID (required),
+        taskCreateSetting, funcFlag, taskCallbackUrl / orderCallbackUrl (the page's example puts the
+        callback URLs at the top level, createAndCall and updateTask put taskCallbackUrl inside
+        taskCreateSetting: outcall sends both places). A missing required field is retCode 2."""
+        user_task_id = uuid.uuid4().hex
+        setting, func = self._settings_of(spec)
+        body: dict[str, Any] = {
+            "userTaskID": user_task_id,
+            "sceneID": self._scene(spec),
+            "taskCreateSetting": setting,
+            "funcFlag": func,
+            "taskCallbackUrl": self.callback_url("task"),
+            "orderCallbackUrl": self.callback_url("order"),
+        }
+        if spec.provider_options.get("other") is not None:
+            body["other"] = str(spec.provider_options["other"])
+        self.call("createTask", body)
         return user_task_id
 
     def update_task(self, provider_task_id: str, spec: TaskSpec) -> None:
-        """Only a paused or not-yet-started task can be updated; NXCLOUD answers retCode 4 otherwise."""
-        self.call("updateTask", {**self._task_body(spec), "userTaskID": provider_task_id})
+        """Callbot-API-updateTask: only taskCreateSetting and funcFlag change, and only on a paused or
+        not yet started task (NXCLOUD refuses others)."""
+        setting, func = self._settings_of(spec)
+        self.call("updateTask", {"userTaskID": provider_task_id, "taskCreateSetting": setting, "funcFlag": func})
 
-    def _operate(self, provider_task_id: str, operation: str) -> None:
-        self.call("mgrTaskStatus", {"userTaskID": provider_task_id, "taskOperate": TASK_OPERATE[operation]})
+    def _operate(self, provider_task_id: str, operation: str) -> dict[str, Any]:
+        """Callbot-API-mgrTaskStatus: taskOperate 1 start, 2 pause, 3 complete; answers taskStatus."""
+        return self.call("mgrTaskStatus", {"userTaskID": provider_task_id, "taskOperate": TASK_OPERATE[operation]})
 
     def start_task(self, provider_task_id: str) -> None:
         self._operate(provider_task_id, "start")
@@ -266,7 +375,8 @@ class NxcloudProvider(Provider):
         self._operate(provider_task_id, "complete")
 
     def delete_task(self, provider_task_id: str) -> None:
-        """NXCLOUD has no delete: the task is completed so it never dials again (already-completed is fine)."""
+        """No delete operation exists: the task is completed so it never dials again (a task already
+        finished answers retCode 4, which is fine here)."""
         try:
             self._operate(provider_task_id, "complete")
         except ProviderError as exc:
@@ -274,34 +384,34 @@ class NxcloudProvider(Provider):
                 raise
             logger.info("nxcloud task already finished", extra={"task": provider_task_id})
 
-    def list_tasks(self, **filters: Any) -> dict[str, Any]:
-        return self.call("listTask", dict(filters))
-
-    def stop_orders(self, provider_task_id: str, order_ids: Sequence[str]) -> dict[str, Any]:
-        """stopOrder: stop dialling the given orders (contacts) of a task."""
-        return self.call("stopOrder", {"userTaskID": provider_task_id, "orderIDs": list(order_ids)})
-
-    def ping(self) -> bool:
-        self.call("ping", {})
-        return True
+    def list_tasks(self, page: int = 1, size: int = 100, **conditions: Any) -> dict[str, Any]:
+        """Callbot-API-taskList (listTask): productID, page, size, queryConditions{taskStatus[],
+        taskName[], sceneID, userTaskID[], startTs, endTs}; answers `taskData`."""
+        return self.call("listTask", {"page": page, "size": size, "queryConditions": dict(conditions)})
 
     # ------------------------------------------------------------------ contacts
     def add_contacts(self, provider_task_id: str, contacts: Sequence[ContactSpec]) -> list[ContactOutcome]:
+        """Callbot-API-addBatchOrder (addBatchCall; or the seed's importBatchCall with importMode
+        "import"): callInfoList{orderCallbackUrl, callCallbackUrl, callList[{orderID, userPhone, other,
+        userName, customerName, params[{name, value}]}]}; answers totalCount, successCount,
+        errList[{phone, errMsg}]. orderID is the contact's release key (unique per contact and attempt,
+        as the document wants it globally unique), so a batch sent again is recognised: a refused order
+        that listOrderDetail shows this task already holds is answered already_held."""
         if len(contacts) > self.limits.batch_size:
             raise ValueError(f"nxcloud takes at most {self.limits.batch_size} contacts per call")
-        orders = [(c, str(c.external_id or uuid.uuid4().hex)) for c in contacts]
+        orders = [(c, str(c.release_key or c.external_id or uuid.uuid4().hex)) for c in contacts]
         call_list = [
             {
                 "orderID": order_id,
                 "userPhone": c.e164.lstrip("+"),
-                "other": c.company or "",
+                "other": "",
                 "userName": c.name or "",
                 "customerName": c.company or "",
                 "params": [{"name": k, "value": v} for k, v in c.variables.items()],
             }
             for c, order_id in orders
         ]
-        op = "addBatchCall" if self.import_mode == "add" else "importBatchCall"
+        op = "importBatchCall" if self.import_mode == "import" else "addBatchCall"
         payload = {
             "userTaskID": provider_task_id,
             "callInfoList": {
@@ -314,11 +424,25 @@ class NxcloudProvider(Provider):
         errors: dict[str, str] = {}
         for err in answer.get("errList") or []:
             errors[str(err.get("phone", "")).lstrip("+")] = str(err.get("errMsg", ""))
+        refused = [order_id for c, order_id in orders if c.e164.lstrip("+") in errors]
+        success = _int(answer.get("successCount"))
+        unexplained = success is not None and success + len(refused) < len(orders)
+        # Which orders does the task hold? Asked only when something was refused or left unexplained.
+        held = self.held_orders(provider_task_id, [o for _, o in orders] if unexplained else refused)
         outcomes = []
         for c, order_id in orders:
             msg = errors.get(c.e164.lstrip("+"))
-            if msg is None:
+            mine = held.get(order_id) == c.e164.lstrip("+")  # this very release: same order, same number
+            if msg is None and (not unexplained or mine):
                 outcomes.append(ContactOutcome(e164=c.e164, accepted=True, provider_ref=order_id))
+            elif mine:
+                outcomes.append(
+                    ContactOutcome(
+                        e164=c.e164, accepted=True, already_held=True, provider_ref=order_id, reason=msg or None
+                    )
+                )
+            elif msg is None:
+                outcomes.append(ContactOutcome(e164=c.e164, accepted=False, reason="invalid: not taken by nxcloud"))
             else:
                 kind = "duplicate" if ("重复" in msg or "duplicate" in msg.lower()) else "invalid"
                 outcomes.append(ContactOutcome(e164=c.e164, accepted=False, reason=f"{kind}: {msg}"))
@@ -337,6 +461,32 @@ class NxcloudProvider(Provider):
                 delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def order_details(self, provider_task_id: str, order_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Callbot-API-orderDetailList (listOrderDetail): every call of each order (at most 500 orders
+        a request); answers orderDetailList[{orderID, ..., finish, callInfoDetailList[]}]."""
+        rows: list[dict[str, Any]] = []
+        for chunk in batched(list(order_ids), ORDER_DETAIL_MAX):
+            answer = self.call("listOrderDetail", {"userTaskID": provider_task_id, "orderList": list(chunk)})
+            rows.extend(r for r in answer.get("orderDetailList") or [] if isinstance(r, dict))
+        return rows
+
+    def held_orders(self, provider_task_id: str, order_ids: Sequence[str]) -> dict[str, str]:
+        """orderID -> userPhone of the given orders the task holds (listOrderDetail)."""
+        if not order_ids:
+            return {}
+        rows = self.order_details(provider_task_id, order_ids)
+        return {str(r.get("orderID")): str(r.get("userPhone", "")).lstrip("+") for r in rows}
+
+    def cancel_contacts(self, provider_task_id: str, refs: Sequence[str]) -> list[str]:
+        """Callbot-API-stopOrder: userTaskID, orderIDs[], delCall; answers totalCount, successCount,
+        errList[{orderID, errMsg}]. Stopping an order is irreversible. Returns the orders stopped."""
+        stopped: list[str] = []
+        for chunk in batched(list(refs), self.limits.batch_size):
+            answer = self.call("stopOrder", {"userTaskID": provider_task_id, "orderIDs": list(chunk)})
+            failed = {str(e.get("orderID")) for e in answer.get("errList") or []}
+            stopped.extend(r for r in chunk if r not in failed)
+        return stopped
+
     # ------------------------------------------------------------------ results
     def verify_webhook(
         self,
@@ -345,6 +495,8 @@ class NxcloudProvider(Provider):
         kind: str | None = None,
         query: Mapping[str, Any] | None = None,
     ) -> None:
+        """Callbacks (Callbot-API-callCallback / -orderCallback / -taskCallback) carry requestID, uuid,
+        createTs and sign; the algorithm is the account's (setting `algorithm`), never the push's."""
         h = _lower(headers)
         sign = h.get("sign")
         if not sign:
@@ -359,17 +511,9 @@ class NxcloudProvider(Provider):
             if skew > self.max_skew:
                 raise InvalidSignature("nxcloud callback createTs too far from now")
         text = self._body_text(h, body)
-        try:
-            expected = compute_sign(
-                self.secret,
-                text,
-                h.get("createts", ""),
-                h.get("requestid", ""),
-                self.app_key,
-                h.get("algorithm") or "MD5",
-            )
-        except ValueError as exc:
-            raise InvalidSignature(str(exc)) from exc
+        expected = compute_sign(
+            self.secret, text, h.get("createts", ""), h.get("requestid", ""), self.app_key, self.algorithm
+        )
         if not hmac.compare_digest(expected, sign.upper()):
             raise InvalidSignature("nxcloud callback signature mismatch")
 
@@ -389,108 +533,146 @@ class NxcloudProvider(Provider):
         items = data if isinstance(data, list) else [data]
         events: list[CallEvent | TaskLifecycleEvent] = []
         for item in items:
-            k = kind or self._guess_kind(item)
+            k = kind or ("task" if "taskStat" in item or "taskStatus" in item else "call")
             if k == "task":
-                events.append(self._task_event(item))
-            elif k == "order":
-                events.append(self._order_event(item))
-            else:
-                events.append(self.call_event(item))
+                events.append(self.task_event(item))
+            elif isinstance(item.get("callInfoDetail"), dict):
+                events.append(self.call_event(item, item["callInfoDetail"]))
         return events
 
-    @staticmethod
-    def _guess_kind(item: Mapping[str, Any]) -> str:
-        if "taskStatus" in item:
-            return "task"
-        if "orderStatus" in item:
-            return "order"
-        return "call"
+    def _outcome(self, detail: Mapping[str, Any]) -> tuple[CallStatus, str | None]:
+        """Status and normalised hangup cause of one call: answered when callAnswerTs is set; else the
+        SIP final response (termSipCode), else the hangupCause name."""
+        raw_cause = str(detail.get("hangupCause") or "").strip()
+        if _ts(detail.get("callAnswerTs")):
+            ended = _ts(detail.get("callEndTs"))
+            mapped = self.hangup_causes.get(raw_cause.upper())
+            cause = "normal-clearing" if raw_cause.upper() in ("", "NORMAL_CLEARING") else (mapped or ("other",))[0]
+            return ("completed" if ended else "answered"), cause
+        sip = _int(detail.get("termSipCode"))
+        if sip in SIP_CAUSES:
+            return SIP_CAUSES[sip][1], SIP_CAUSES[sip][0]
+        if raw_cause.upper() in self.hangup_causes:
+            cause, status = self.hangup_causes[raw_cause.upper()]
+            return status, cause
+        if sip is not None and sip >= 500:
+            return "failed", "network-error"
+        return "no-answer", ("other" if raw_cause else None)
 
-    def call_event(self, item: Mapping[str, Any]) -> CallEvent:
-        detail = item.get("callInfoDetail") or item
+    def call_event(self, item: Mapping[str, Any], detail: Mapping[str, Any], attempt: int = 1) -> CallEvent:
+        """One call (a round of an order) as a CallEvent: times are epoch seconds (UTC), the recording
+        is callInfoDetail.callAudioUrl, intents[].intentName."""
         call_id = str(detail.get("callID") or "")
-        answered = _ts(detail.get("callAnswerTs"))
-        try:
-            code = int(detail.get("callStatus") or 0)
-        except (TypeError, ValueError):
-            code = 0
-        status: CallStatus = "completed" if answered else CALL_STATUS.get(code, "failed")
-        intents = [str(i.get("intentName", i) if isinstance(i, dict) else i) for i in detail.get("intents") or []]
+        status, cause = self._outcome(detail)
+        intents = [str(i.get("intentName") or i.get("intentID")) for i in detail.get("intents") or [] if i]
         ended = _ts(detail.get("callEndTs"))
+        order_id = item.get("orderID")
         return CallEvent(
             provider="nxcloud",
-            dedup_key=f"nxcloud:call:{call_id}" if call_id else f"nxcloud:order:{item.get('orderID')}:call",
+            dedup_key=f"nxcloud:call:{call_id}" if call_id else f"nxcloud:order:{order_id}:{attempt}",
             provider_call_id=call_id or None,
             provider_task_id=item.get("userTaskID"),
-            provider_contact_ref=item.get("orderID"),
+            provider_contact_ref=str(order_id) if order_id else None,
             phone=_e164(item.get("userPhone")),
             status=status,
-            attempt=int(detail.get("callTimes") or item.get("callTimes") or 1),
+            attempt=attempt,
             started_at=_ts(detail.get("callStartTs")),
-            answered_at=answered,
+            answered_at=_ts(detail.get("callAnswerTs")),
             ended_at=ended,
-            duration_seconds=int(detail.get("callDuration") or 0),
-            hangup_cause=str(detail.get("hangupCause")) if detail.get("hangupCause") not in (None, "") else None,
+            duration_seconds=_int(detail.get("callDuration")) or 0,
+            hangup_cause=cause,
             intents=intents,
-            recording_url=detail.get("recordUrl") or detail.get("recordingUrl"),
-            occurred_at=ended,
+            recording_url=detail.get("callAudioUrl") or None,
+            occurred_at=ended or _ts(detail.get("callStartTs")),
             raw=dict(item),
         )
 
-    def _order_event(self, item: Mapping[str, Any]) -> CallEvent:
-        """An order (one contact, all its rounds) is final. When it names its last call, it shares that
-        call's dedup key, so a contact's final call is stored once whichever push arrives first."""
-        if item.get("callInfoDetail"):
-            return self.call_event(item)
-        try:
-            code = int(item.get("orderStatus") or 0)
-        except (TypeError, ValueError):
-            code = 0
-        return CallEvent(
-            provider="nxcloud",
-            dedup_key=f"nxcloud:order:{item.get('orderID')}:{code}",
-            provider_task_id=item.get("userTaskID"),
-            provider_contact_ref=item.get("orderID"),
-            phone=_e164(item.get("userPhone")),
-            status=ORDER_STATUS.get(code, "failed"),
-            attempt=int(item.get("callTimes") or 1),
-            occurred_at=_ts(item.get("orderEndTs")),
-            raw=dict(item),
-        )
-
-    def _task_event(self, item: Mapping[str, Any]) -> TaskLifecycleEvent:
-        try:
-            code = int(item.get("taskStatus") or 0)
-        except (TypeError, ValueError):
-            code = 0
+    def task_event(self, item: Mapping[str, Any]) -> TaskLifecycleEvent:
+        """Callbot-API-taskCallback: callbackType, userTaskID, taskID, sceneID, taskStatus, createTs,
+        taskStat{answerOrderCount, finishOrderCount, totalOrderCount, finishRate, totalAnswerCall,
+        totalCall, answerRate}."""
+        code = _int(item.get("taskStatus")) or 0
         task_id = item.get("userTaskID") or item.get("taskID")
+        stat = item.get("taskStat") or {}
         return TaskLifecycleEvent(
             provider="nxcloud",
-            dedup_key=f"nxcloud:task:{task_id}:{code}",
+            dedup_key=f"nxcloud:task:{task_id}:{code}:{stat.get('finishOrderCount', '')}",
             kind="task-status",
             provider_task_id=task_id,
             status=TASK_STATUS.get(code, f"unknown-{code}"),
             raw=dict(item),
         )
 
+    def order_events(self, order: Mapping[str, Any]) -> list[CallEvent]:
+        """Every round of one order of listOrderDetail, in order: round n is attempt n."""
+        calls = [c for c in order.get("callInfoDetailList") or [] if isinstance(c, dict)]
+        calls.sort(key=lambda c: _int(c.get("callStartTs")) or 0)
+        return [self.call_event(order, c, attempt=n) for n, c in enumerate(calls, start=1)]
+
+    def reconcile_orders(self, provider_task_id: str, order_ids: Sequence[str]) -> list[CallEvent]:
+        """The calls of orders whose result outcall has not seen (a push that never arrived): every
+        round of each order, from listOrderDetail. Their dedup keys are the pushes' (the callID), so a
+        push that did arrive is not recorded twice."""
+        return [e for order in self.order_details(provider_task_id, order_ids) for e in self.order_events(order)]
+
+    def _list_call_rows(self, answer: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+        rows = answer.get(str(self.settings.get("listCallRowsKey", "callList"))) or []
+        total = _int(answer.get(str(self.settings.get("listCallTotalKey", "totalCount"))))
+        return [r for r in rows if isinstance(r, dict)], total
+
+    def list_calls(
+        self, provider_task_id: str, start_ts: int, end_ts: int, page: int, size: int
+    ) -> tuple[list[CallEvent], bool]:
+        """Callbot-API-callList (listCall): {productID, userTaskID, options{callStatus[], startTs,
+        endTs}, page, size}. A row is read as an order with its callInfoDetail, or as a flat call row
+        (the shape exportBatchCall answers)."""
+        options = {"startTs": start_ts, "endTs": end_ts}
+        answer = self.call("listCall", {"userTaskID": provider_task_id, "options": options, "page": page, "size": size})
+        rows, total = self._list_call_rows(answer)
+        events = []
+        for row in rows:
+            nested = row.get("callInfoDetail")
+            detail: Mapping[str, Any] = nested if isinstance(nested, dict) else row
+            item = {"userTaskID": provider_task_id, **row}
+            events.append(self.call_event(item, detail))
+        more = page * size < total if total is not None else len(rows) == size
+        return events, more
+
     def poll_results(self, cursor: str | None) -> PollPage:
-        """listCall page by page; the cursor is the next page number (results normally come as callbacks)."""
-        page = int(cursor or 1)
+        """Reconciliation of missed pushes, account wide: the tasks created in the last
+        `reconcileLookbackSeconds` that ran (listTask, taskStatus 2/3/5), and for each the calls of the
+        window since the last poll (listCall by startTs/endTs). The cursor is JSON: the window, the
+        tasks still to read and the next page; a failed poll leaves it where it was."""
         size = int(self.settings.get("pollPageSize", 100))
-        answer = self.call("listCall", {"pageNum": page, "pageSize": size})
-        rows = answer.get("data") or answer.get("list") or []
-        events = [self.call_event(row) for row in rows]
-        total = int(answer.get("total") or 0)
-        more = page * size < total
-        logger.debug(
-            "nxcloud listCall",
-            extra={
-                "page": page,
-                "rows": len(rows),
-                "first": mask_phone(str(rows[0].get("userPhone", ""))) if rows else None,
-            },
-        )
-        return PollPage(events=events, cursor=str(page + 1) if more else str(page), more=more)
+        now = int(time.time())
+        state: dict[str, Any] = json.loads(cursor) if cursor and cursor.startswith("{") else {}
+        if not state.get("tasks"):
+            since = int(state.get("until") or now - int(self.settings.get("reconcileLookbackSeconds", 7 * 86400)))
+            since -= int(self.settings.get("reconcileOverlapSeconds", 300)) if state.get("until") else 0
+            tasks = self._recent_tasks(now - int(self.settings.get("reconcileLookbackSeconds", 7 * 86400)), size)
+            if not tasks:
+                return PollPage(events=[], cursor=json.dumps({"until": now}), more=False)
+            state = {"since": since, "until": now, "tasks": tasks, "page": 1}
+        task, page = state["tasks"][0], int(state["page"])
+        events, more = self.list_calls(task, int(state["since"]), int(state["until"]), page, size)
+        if more:
+            state["page"] = page + 1
+        else:
+            state["tasks"], state["page"] = state["tasks"][1:], 1
+        done = not state["tasks"]
+        next_cursor = json.dumps({"until": state["until"]}) if done else json.dumps(state)
+        return PollPage(events=events, cursor=next_cursor, more=not done)
+
+    def _recent_tasks(self, created_after: int, size: int) -> list[str]:
+        found: list[str] = []
+        page = 1
+        while True:
+            answer = self.list_tasks(page=page, size=size, taskStatus=[2, 3, 5], startTs=created_after)
+            rows = [r for r in answer.get("taskData") or [] if isinstance(r, dict)]
+            found += [str(r["userTaskID"]) for r in rows if r.get("userTaskID")]
+            if len(rows) < size:
+                return found
+            page += 1
 
 
 PROVIDER = NxcloudProvider

@@ -1,5 +1,11 @@
 """Quanshi (全时) live-event conference dial-out. Conference only: task operations are NotSupported.
 
+Documents: seeds/quanshi-event-call-add.txt (event/call/add: the request, its field rules, and both
+answer shapes it shows) and PROVIDERS.md, which records the events open API's token/create,
+event/call/save, event/info and the lifecycle pushes. Quanshi has no task: re-adding a callee already
+in the meeting is refused (errorType 2, duplicate), no redial is documented, and nothing can be
+paused or withdrawn per callee except by event/call/save with a shorter list (before it is due).
+
 Token: `POST {baseUrl}/eventopenapi/token/create {"userId": <admin>}` with headers `AppKey`, `Nonce`,
 `CurTime` (ms) and `CheckSum`; the answer's `data.token` is valid 86400 s and travels in every JSON
 body as `token`. The CheckSum formula is not public: it is a pluggable function, chosen by the
@@ -122,6 +128,7 @@ class QuanshiProvider(Provider):
         return _TOKENS.token(self._cache_key, self._new_token, refresh=refresh)
 
     def _new_token(self) -> tuple[str, float]:
+        """POST /eventopenapi/token/create {"userId"} with AppKey/Nonce/CurTime/CheckSum (PROVIDERS.md)."""
         response = self.http.request(
             "POST", "/eventopenapi/token/create", json={"userId": self.user_id}, headers=self.auth_headers()
         )
@@ -198,7 +205,8 @@ class QuanshiProvider(Provider):
     def dial_now(
         self, conference_ref: str, callees: Sequence[Callee], before_minutes: int | None = None
     ) -> list[DialOutcome]:
-        """event/call/add. Pass `before_minutes` = minutes from now to the meeting start (0 if it has
+        """event/call/add (seed quanshi-event-call-add.txt). Pass `before_minutes` = minutes from now to
+        the meeting start (0 if it has
         started) so that Quanshi dials now rather than at its own default 30 minutes before the start."""
         answer = self.call("event/call/add", self._payload(conference_ref, callees, before_minutes))
         return self.outcomes(callees, answer.get("data") or {})
@@ -206,12 +214,13 @@ class QuanshiProvider(Provider):
     def save_callees(
         self, conference_ref: str, callees: Sequence[Callee], before_minutes: int | None = None
     ) -> list[DialOutcome]:
-        """event/call/save: replace the meeting's whole callee list."""
+        """event/call/save (PROVIDERS.md): replace the meeting's whole callee list."""
         answer = self.call("event/call/save", self._payload(conference_ref, callees, before_minutes))
         return self.outcomes(callees, answer.get("data") or {})
 
     def event_info(self, conference_ref: str) -> dict[str, Any]:
-        """event/info: startTime / endTime as aware datetimes, status 0 cancelled / 1 created / 4 ended."""
+        """event/info (PROVIDERS.md): startTime / endTime (seconds) as UTC datetimes, status 0 cancelled /
+        1 created / 4 ended."""
         event_id = int(conference_ref) if str(conference_ref).isdigit() else conference_ref
         data = dict(self.call("event/info", {"eventId": event_id}).get("data") or {})
         for key in ("startTime", "endTime"):
@@ -220,6 +229,40 @@ class QuanshiProvider(Provider):
         if "status" in data:
             data["statusName"] = EVENT_STATUS.get(int(data["status"]), "unknown")
         return data
+
+    def reconcile(self, conference_refs: Sequence[str], now: datetime | None = None) -> list[TaskLifecycleEvent]:
+        """What the lifecycle pushes would have said, read back with event/info, for meetings whose
+        push may have been missed: `meetingbegin` once startTime has passed (and the meeting was not
+        cancelled), `meetingend` once status is 4 (ended). Their dedup keys are the pushes' own
+        (`quanshi:<eventId>:meetingbegin|meetingend`), so a push and its reconciliation are recorded
+        once. No per-call result exists to reconcile: Quanshi documents none."""
+        moment = now or datetime.now(UTC)
+        events: list[TaskLifecycleEvent] = []
+        for ref in conference_refs:
+            info = self.event_info(ref)
+            if info.get("status") is None:
+                continue
+            status = int(info["status"])
+            start = info.get("startTime")
+            kinds = []
+            if status != 0 and isinstance(start, datetime) and start <= moment:
+                kinds.append("meetingbegin")
+            if status == 4:
+                kinds.append("meetingend")
+            raw = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in info.items()}
+            for kind in kinds:
+                events.append(
+                    TaskLifecycleEvent(
+                        provider="quanshi",
+                        dedup_key=f"quanshi:{ref}:{kind}",
+                        kind=kind,
+                        provider_task_id=str(ref),
+                        status=EVENT_STATUS.get(status, str(status)),
+                        start_time=start if isinstance(start, datetime) else None,
+                        raw={"source": "event/info", **raw},
+                    )
+                )
+        return events
 
     def outcomes(self, callees: Sequence[Callee], data: Mapping[str, Any]) -> list[DialOutcome]:
         """Map either answer shape to one DialOutcome per callee, in order (matched by number)."""

@@ -1,29 +1,46 @@
 """XSwitch (FreeSWITCH XUI) auto-dial task groups: `/api/out_call_tasks`.
 
-Auth: `POST /api/sessions` with `{login, password}` (or `{dev_key}`) answers a token that
-travels as header `X-XTRA-AUTH-ID`. A 401/403 on any other call means the token is gone: log in
-again once and repeat the call once. A refused login is never retried (5 bad logins lock the
-account for 2 h).
+Documents followed: the REST API page docs.xswitch.cn/rest-api/api (section 认证 / 获取 Token), the
+authentication page docs.xswitch.cn/auth/ (token lifetime, expiry answered 403), and the auto-dial
+section 高级配置-自动外呼 kept as seeds/xswitch-out-call-tasks.txt (every task and number operation,
+named per method below). Per PROVIDERS.md, from the XSwitch user manual: a stopped task started
+again dials only the numbers never tried (`outbound_call` "1").
 
-Results: XSwitch pushes nothing. `poll_results` walks every started task's numbers and turns
-numbers whose `call_status` is `done` or `stop` into CallEvents. Each number is dialled at most
-once (a restarted task dials only numbers never tried), so the cursor is the set of number ids
-already emitted per task, kept as id ranges so it stays small.
+Auth: `POST /api/sessions` with `{login, password}`, or `{login, dev_key}` (the REST page's example
+`login=1007&dev_key=...`), answers `{"code": 200, "token"}`; the token travels as header
+`X-XTRA-AUTH-ID`. An expired token is answered HTTP 403 (auth page; 401 is read the same way): log
+in again once and repeat the call once. A refused login is never retried (after 2 failures a captcha
+is asked for, after 5 no token for 2 hours). Errors are an HTTP status with `{code, text}` (or
+`message`).
 
-Settings: baseUrl, login + password or devKey, and the ProviderSession keys (connectTimeout,
-readTimeout, retries, backoffFactor, backoffMax, backoffJitter, rateLimit). Optional:
-timezone (of the PBX clock, default Asia/Shanghai, *inferred*), defaultRegion (to read numbers
-back, default CN), dialFormat ("e164" default, "national", "digits"), destContext (default
-dest_context for new tasks), pageSize (numbers per list page, default 500), pollMaxPages
-(list requests per poll, default 200).
+Results: XSwitch pushes nothing. `poll_results` walks every started task's numbers (`GET
+/api/out_call_tasks/{id}/numbers`) and turns numbers whose `call_status` is `done` or `stop` into
+CallEvents. Each number row is dialled at most once, so the cursor is the set of number ids
+already emitted per task, kept as id ranges so it stays small. `page` / `perPage` are documented
+for the task list only; the numbers answer carries `page`, `pageCount`, `rowCount`, so a poll
+asks for pages and checks the answers: a server that ignores `page` (answers another page, or the
+same rows again) or hides rows (fewer than `rowCount` over all pages) is an error naming the task,
+never a silent gap.
+
+Settings: baseUrl, login + password, or login + devKey, and the ProviderSession keys
+(connectTimeout, readTimeout, retries, backoffFactor, backoffMax, backoffJitter, rateLimit).
+Optional: timezone (the PBX clock of the `YYYY-MM-DD HH:MM:SS` times, which carry no offset;
+default Asia/Shanghai, *inferred*; events are given in UTC), defaultRegion (to read numbers back,
+default CN), dialFormat ("e164" default, "national", "digits"), destContext (default
+dest_context for new tasks, "default"), pageSize (rows per list page asked for, default 500),
+pollMaxPages (list requests per poll, default 200), providerRedial (true: settings.retry is refused,
+the PBX has no redial; false: it is left to outcall's dispatcher, which imports a retry as a new
+row), checkHeld (true: before an import, the task's
+numbers are read so that a batch sent again is answered already_held instead of imported twice).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -53,11 +70,33 @@ CONFIRM_FIELDS = ("group_confirm_key", "group_confirm_read_timeout", "group_conf
 ACTION_FIELDS = ("action", "data", "group_confirm_file")
 KNOWN_OPTIONS = frozenset(BASIC_FIELDS + CALL_FIELDS + CONFIRM_FIELDS + ACTION_FIELDS)
 
-# FreeSWITCH hangup causes that mean "nobody picked up" / "line busy"
-NO_ANSWER_CAUSES = frozenset(
-    {"NO_ANSWER", "NO_USER_RESPONSE", "ORIGINATOR_CANCEL", "ALLOTTED_TIMEOUT", "RECOVERY_ON_TIMER_EXPIRE"}
+# The `cause` of a number row is FreeSWITCH's hangup cause (the seed calls it 挂机原因 and names no
+# values; FreeSWITCH's hangup-cause table gives them). Unanswered calls by cause:
+CAUSE_STATUSES: tuple[tuple[CallStatus, frozenset[str]], ...] = (
+    ("no-answer", frozenset({"NO_ANSWER", "NO_USER_RESPONSE", "ALLOTTED_TIMEOUT", "RECOVERY_ON_TIMER_EXPIRE"})),
+    ("busy", frozenset({"USER_BUSY"})),
+    ("rejected", frozenset({"CALL_REJECTED", "USER_CHALLENGE", "OUTGOING_CALL_BARRED", "INCOMING_CALL_BARRED"})),
+    ("canceled", frozenset({"ORIGINATOR_CANCEL", "LOSE_RACE", "PICKED_OFF"})),
 )
-BUSY_CAUSES = frozenset({"USER_BUSY", "CALL_REJECTED", "NORMAL_CIRCUIT_CONGESTION"})
+# normalised hangup causes (the raw `cause` stays in `raw`)
+CAUSE_NAMES = {
+    "NORMAL_CLEARING": "hangup",
+    "NO_ANSWER": "no-answer",
+    "NO_USER_RESPONSE": "no-answer",
+    "ALLOTTED_TIMEOUT": "no-answer",
+    "RECOVERY_ON_TIMER_EXPIRE": "no-answer",
+    "USER_BUSY": "busy",
+    "CALL_REJECTED": "rejected",
+    "ORIGINATOR_CANCEL": "canceled",
+    "UNALLOCATED_NUMBER": "invalid-number",
+    "INVALID_NUMBER_FORMAT": "invalid-number",
+    "NO_ROUTE_DESTINATION": "invalid-number",
+    "NORMAL_CIRCUIT_CONGESTION": "network",
+    "NETWORK_OUT_OF_ORDER": "network",
+    "DESTINATION_OUT_OF_ORDER": "network",
+    "MANAGER_REQUEST": "operator-stop",
+}
+RELEASE_RE = re.compile(r"^a(\d+):(.+)$")
 
 
 # ---------------------------------------------------------------- id ranges (the cursor)
@@ -102,7 +141,7 @@ class XSwitchProvider(Provider):
     key = KEY
     limits = ProviderLimits(batch_size=1000)  # per import call: *inferred*, the API names no limit
     capabilities = Capabilities(
-        tasks=True, task_types=frozenset({"auto"}), pause=False, clone=True, webhooks=False, polling=True
+        tasks=True, task_types=frozenset({"auto"}), pause=True, clone=True, webhooks=False, polling=True
     )
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
@@ -119,10 +158,12 @@ class XSwitchProvider(Provider):
     # ---------------------------------------------------------------- auth and plumbing
 
     def _login(self) -> str:
+        """POST /api/sessions (REST API page, 获取 Token): `login` with `password`, or with `dev_key`."""
+        body: dict[str, Any] = {"login": self.settings.get("login", "")}
         if self.settings.get("devKey"):
-            body: dict[str, Any] = {"dev_key": self.settings["devKey"]}
+            body["dev_key"] = self.settings["devKey"]
         else:
-            body = {"login": self.settings.get("login", ""), "password": self.settings.get("password", "")}
+            body["password"] = self.settings.get("password", "")
         response = self.http.request("POST", "/api/sessions", json=body)
         payload = _json(response)
         if response.status_code != 200 or not isinstance(payload, dict) or not payload.get("token"):
@@ -182,8 +223,11 @@ class XSwitchProvider(Provider):
             raise Unprocessable(
                 f"unknown xswitch providerOptions: {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_OPTIONS))}"
             )
-        if spec.retry is not None and spec.retry.rounds > 0:
-            raise Unprocessable("xswitch tasks have no retry strategy: a number is dialled once")
+        if spec.retry is not None and spec.retry.rounds > 0 and self.settings.get("providerRedial", True):
+            raise Unprocessable(
+                "settings.retry: xswitch tasks have no retry strategy (a number is dialled once); "
+                "with the setting providerRedial false, outcall's dispatcher imports retries itself"
+            )
         if spec.calling_window is not None:
             raise Unprocessable("xswitch tasks have no calling window; use autoStartAt and stop the task")
         options: dict[str, Any] = {}
@@ -238,13 +282,15 @@ class XSwitchProvider(Provider):
         if not value:
             return None
         try:
-            return datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=self.tz)
+            return datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=self.tz).astimezone(UTC)
         except ValueError:
             return None
 
     # ---------------------------------------------------------------- tasks
 
     def create_task(self, spec: TaskSpec) -> str:
+        """POST /api/out_call_tasks {group_name, description} (创建新的自动外呼, answers `data`: the id),
+        then one PUT per update kind the spec fills (修改基本信息 / 修改呼叫设置 / 修改呼叫确认 / 修改接通后动作)."""
         bodies = self._updates(spec, include_basic=True)  # validate before creating anything
         opts = self._options(spec)
         payload = self._call(
@@ -256,19 +302,26 @@ class XSwitchProvider(Provider):
         return task_id
 
     def update_task(self, provider_task_id: str, spec: TaskSpec) -> None:
+        """PUT /api/out_call_tasks/$id, once per update kind (修改指定自动外呼表)."""
         for body in self._updates(spec, include_basic=True):
             self._call("PUT", f"/api/out_call_tasks/{provider_task_id}", body)
 
     def update_basic_info(self, provider_task_id: str, **fields: Any) -> None:
+        """PUT /api/out_call_tasks/$id 修改基本信息: group_name, description, cid_number, cid_name."""
         self._put_kind(provider_task_id, BASIC_FIELDS, fields)
 
     def update_call_settings(self, provider_task_id: str, **fields: Any) -> None:
+        """PUT /api/out_call_tasks/$id 修改呼叫设置: dest_context, calling_time, max_caps, max_concurrency,
+        task_start_time, auto_dial, disable_ring_back, auto_record."""
         self._put_kind(provider_task_id, CALL_FIELDS, fields)
 
     def update_confirmation(self, provider_task_id: str, **fields: Any) -> None:
+        """PUT /api/out_call_tasks/$id 修改呼叫确认: group_confirm_key, group_confirm_read_timeout,
+        group_confirm_file."""
         self._put_kind(provider_task_id, CONFIRM_FIELDS, fields)
 
     def update_answer_action(self, provider_task_id: str, **fields: Any) -> None:
+        """PUT /api/out_call_tasks/$id 修改接通后动作: action, data, group_confirm_file."""
         self._put_kind(provider_task_id, ACTION_FIELDS, fields)
 
     def _put_kind(self, provider_task_id: str, allowed: Sequence[str], fields: Mapping[str, Any]) -> None:
@@ -279,10 +332,12 @@ class XSwitchProvider(Provider):
         self._call("PUT", f"/api/out_call_tasks/{provider_task_id}", body)
 
     def get_task(self, provider_task_id: str) -> dict[str, Any]:
+        """GET /api/out_call_tasks/$id (查看指定自动外呼表的配置参数: the task itself, values as integers)."""
         payload = self._call("GET", f"/api/out_call_tasks/{provider_task_id}")
         return dict(payload) if isinstance(payload, dict) else {}
 
     def list_tasks(self, *, name: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """GET /api/out_call_tasks?perPage=&page=&name=&status= (查询自动外呼信息: documented paging)."""
         tasks: list[dict[str, Any]] = []
         page = 1
         while True:
@@ -298,15 +353,26 @@ class XSwitchProvider(Provider):
             page += 1
 
     def delete_task(self, provider_task_id: str) -> None:
+        """DELETE /api/out_call_tasks/$id (删除指定自动外呼表)."""
         self._call("DELETE", f"/api/out_call_tasks/{provider_task_id}")
 
     def start_task(self, provider_task_id: str) -> None:
+        """PUT /api/out_call_tasks {"action": "start", "data": ["<id>"]} (启动自动外呼). After a stop it
+        dials only the numbers never tried."""
         self._call("PUT", "/api/out_call_tasks", {"action": "start", "data": [str(provider_task_id)]})
 
     def stop_task(self, provider_task_id: str) -> None:
+        """PUT /api/out_call_tasks {"action": "stop", "data": ["<id>"]} (关闭自动外呼): calls in progress
+        end as `stop`, numbers never tried keep `outbound_call` "1"."""
         self._call("PUT", "/api/out_call_tasks", {"action": "stop", "data": [str(provider_task_id)]})
 
+    def pause_task(self, provider_task_id: str) -> None:
+        """The API has no pause; its stop is one: a later start dials only the numbers never tried
+        (user manual, PROVIDERS.md), so pause is stop and resume is start."""
+        self.stop_task(provider_task_id)
+
     def clone_task(self, provider_task_id: str, name: str, *, with_numbers: bool = False) -> str:
+        """POST /api/out_call_tasks/clone {group_name, description, is_clone_numbers, id} (克隆自动外呼)."""
         payload = self._call(
             "POST",
             "/api/out_call_tasks/clone",
@@ -316,58 +382,136 @@ class XSwitchProvider(Provider):
 
     # ---------------------------------------------------------------- numbers
 
+    @staticmethod
+    def _external_id(contact: ContactSpec) -> str:
+        """external_id carries the release (`a<attempt>:<releaseKey>`) when the dispatcher gave one, so a
+        batch sent again is recognised and the result names its attempt; else the contact's own id."""
+        if contact.release_key:
+            return f"a{contact.attempt}:{contact.release_key}"
+        return contact.external_id or ""
+
     def add_contacts(self, provider_task_id: str, contacts: Sequence[ContactSpec]) -> list[ContactOutcome]:
+        """POST /api/out_call_tasks/$id/import {"data": [{dest_number, external_id}]} (创建被叫号码表).
+        The answer is `data: "{}"`: no per-number ids or refusals. The document names no limit per
+        import (batchSize 1,000 is outcall's, *inferred*) and says nothing of a number imported twice:
+        the task holds it twice, and a started task dials it (a retry is a second row). With
+        checkHeld, rows whose external_id the task already has are not imported again (already_held)."""
         if len(contacts) > self.limits.batch_size:
             raise Unprocessable(f"at most {self.limits.batch_size} contacts per xswitch import call")
         if not contacts:
             return []
-        rows = [{"dest_number": self._dest_number(c.e164), "external_id": c.external_id or ""} for c in contacts]
-        self._call("POST", f"/api/out_call_tasks/{provider_task_id}/import", {"data": rows})
-        # the import answers `data: "{}"`: no per-number ids or refusals to report
-        return [ContactOutcome(e164=c.e164, accepted=True, provider_ref=c.external_id) for c in contacts]
+        ids = [self._external_id(c) for c in contacts]
+        held: set[str] = set()
+        if self.settings.get("checkHeld", True) and any(c.release_key for c in contacts):
+            held = {str(row.get("external_id") or "") for row in self._all_numbers(provider_task_id)} - {""}
+        outcomes: list[ContactOutcome] = []
+        rows: list[dict[str, str]] = []
+        for contact, external in zip(contacts, ids, strict=True):
+            if contact.release_key and external in held:
+                outcomes.append(
+                    ContactOutcome(e164=contact.e164, accepted=True, already_held=True, provider_ref=external)
+                )
+                continue
+            held.add(external)
+            rows.append({"dest_number": self._dest_number(contact.e164), "external_id": external})
+            outcomes.append(ContactOutcome(e164=contact.e164, accepted=True, provider_ref=external or None))
+        if rows:
+            self._call("POST", f"/api/out_call_tasks/{provider_task_id}/import", {"data": rows})
+        return outcomes
 
     def list_numbers(self, provider_task_id: str, page: int = 1, per_page: int | None = None) -> dict[str, Any]:
-        """One page of a task's numbers (`data`, `page`, `pageCount`, `rowCount`; values are strings)."""
+        """GET /api/out_call_tasks/$id/numbers (查看被叫号码表): `data`, `page`, `pageCount`, `rowCount`,
+        values as strings. `page` / `perPage` are sent though documented only for the task list."""
         params = {"page": page, "perPage": per_page or self.page_size}
         payload = self._call("GET", f"/api/out_call_tasks/{provider_task_id}/numbers", params=params)
         return dict(payload) if isinstance(payload, dict) else {"data": []}
 
+    def _number_pages(self, provider_task_id: str, first_page: int = 1) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The task's number pages, checked: an answer for another page than asked, rows already seen
+        on an earlier page, or fewer rows than `rowCount` over every page raise ProviderError."""
+        page = first_page
+        seen: set[str] = set()
+        read = 0
+        while True:
+            payload = self.list_numbers(provider_task_id, page)
+            rows = payload.get("data") or []
+            answered = _int(payload.get("page")) or page
+            ids = {str(r.get("id")) for r in rows}
+            if answered != page or (page > first_page and ids & seen):
+                raise ProviderError(
+                    f"xswitch ignored page={page} on /api/out_call_tasks/{provider_task_id}/numbers "
+                    f"(answered page {answered}; page/perPage are documented for the task list only): "
+                    "numbers past the first page cannot be read",
+                    provider=KEY,
+                    provider_code="paging-ignored",
+                    retryable=False,
+                )
+            seen |= ids
+            read += len(rows)
+            yield page, payload
+            if page >= _int(payload.get("pageCount")):
+                total = _int(payload.get("rowCount"))
+                if first_page == 1 and total > read:
+                    raise ProviderError(
+                        f"xswitch answered {read} of {total} numbers of task {provider_task_id}: "
+                        "the rest cannot be read",
+                        provider=KEY,
+                        provider_code="paging-ignored",
+                        retryable=False,
+                    )
+                return
+            page += 1
+
+    def _all_numbers(self, provider_task_id: str) -> list[dict[str, Any]]:
+        return [row for _, payload in self._number_pages(provider_task_id) for row in payload.get("data") or []]
+
     def download_numbers(self, provider_task_id: str) -> list[list[str]]:
-        """The export: a header row then one row per number."""
+        """GET /api/out_call_tasks/$id/download (导出被叫号码表): a header row then one row per number."""
         payload = self._call("GET", f"/api/out_call_tasks/{provider_task_id}/download")
         return list(payload) if isinstance(payload, list) else []
 
     # ---------------------------------------------------------------- results
 
-    def _event(self, task_id: str, row: Mapping[str, Any]) -> CallEvent:
-        cause = str(row.get("cause") or "")
-        status: CallStatus
+    def _status(self, row: Mapping[str, Any]) -> tuple[CallStatus, str]:
+        """(outcome, normalised hangup cause) of a finished number row. Answered (call_answer_time set)
+        is completed; otherwise the FreeSWITCH hangup cause decides; a number stopped by the operator
+        before an answer is canceled."""
+        cause = str(row.get("cause") or "").upper()
         if row.get("call_answer_time"):
-            status = "completed"
-        elif cause in BUSY_CAUSES:
-            status = "busy"
-        elif cause in NO_ANSWER_CAUSES:
-            status = "no-answer"
-        else:
-            status = "failed"
+            return "completed", "operator-stop" if cause == "MANAGER_REQUEST" else CAUSE_NAMES.get(cause, "hangup")
+        if row.get("call_status") == "stop" or cause == "MANAGER_REQUEST":
+            return "canceled", "operator-stop"
+        for status, causes in CAUSE_STATUSES:
+            if cause in causes:
+                return status, CAUSE_NAMES.get(cause, status)
+        return "failed", CAUSE_NAMES.get(cause, "failed" if not cause else cause.lower().replace("_", "-"))
+
+    def _event(self, task_id: str, row: Mapping[str, Any]) -> CallEvent:
+        status, cause = self._status(row)
         started = self._time(row.get("call_start_time"))
         answered = self._time(row.get("call_answer_time"))
         ended = self._time(row.get("call_end_time"))
         duration = int((ended - answered).total_seconds()) if ended and answered else None
         number_id = str(row.get("id"))
+        external = str(row.get("external_id") or "")
+        attempt, ref = 1, external or number_id
+        match = RELEASE_RE.match(external)
+        if match:
+            attempt, ref = int(match.group(1)), match.group(2)
         return CallEvent(
             provider=KEY,
             dedup_key=f"{KEY}:{task_id}:{number_id}",
             provider_call_id=str(row.get("uuid") or "") or None,
             provider_task_id=task_id,
-            provider_contact_ref=str(row.get("external_id") or "") or number_id,
+            provider_contact_ref=ref,
             phone=self._e164(str(row.get("dest_number") or "")),
             status=status,
+            attempt=attempt,
             started_at=started,
             answered_at=answered,
             ended_at=ended,
             duration_seconds=duration,
-            hangup_cause=cause or str(row.get("call_status")),
+            hangup_cause=cause,
             occurred_at=ended or started,
             raw={k: v for k, v in row.items() if k not in ("dest_number",)},
         )
@@ -388,11 +532,7 @@ class XSwitchProvider(Provider):
                     continue
                 task_id = str(task.get("id"))
                 seen = state.setdefault(task_id, [])
-                page = 1
-                while True:
-                    if pages >= self.poll_max_pages:
-                        return PollPage(events=events, cursor=json.dumps(state), more=True)
-                    payload = self.list_numbers(task_id, page)
+                for _, payload in self._number_pages(task_id):
                     pages += 1
                     for row in payload.get("data") or []:
                         if row.get("call_status") not in ("done", "stop"):
@@ -404,9 +544,8 @@ class XSwitchProvider(Provider):
                             continue
                         events.append(self._event(task_id, row))
                         _add_id(seen, number_id)
-                    if page >= _int(payload.get("pageCount")):
-                        break
-                    page += 1
+                    if pages >= self.poll_max_pages:
+                        return PollPage(events=events, cursor=json.dumps(state), more=True)
         except ProviderError:
             if not events:
                 raise
@@ -424,7 +563,7 @@ def _json(response: Any) -> Any:
 
 def _message(payload: Any) -> str:
     if isinstance(payload, dict):
-        return str(payload.get("message") or payload.get("msg") or payload)
+        return str(payload.get("message") or payload.get("text") or payload.get("msg") or payload)
     return str(payload)[:200]
 
 
