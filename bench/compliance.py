@@ -21,7 +21,7 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,42 @@ def oracle_window_open(e164: str, at: datetime, margin: timedelta, default_zone:
     return True
 
 
+def end_calls(
+    calls: list[tuple[datetime, str]],
+    hopper: list[tuple[datetime, str]],
+    state: dict[str, str],
+    attempts: Mapping[str, int],
+    rng: random.Random,
+    now: datetime,
+) -> None:
+    """Calls that ended by `now`: no-answer ones go back to the hopper while attempts remain."""
+    while calls and calls[0][0] <= now:
+        _, e164 = heapq.heappop(calls)
+        if rng.random() < NO_ANSWER_RATE and attempts[e164] < MAX_ATTEMPTS:
+            state[e164] = "queued"
+            heapq.heappush(hopper, (now + timedelta(minutes=RETRY_MINUTES), e164))
+        else:
+            state[e164] = "done"
+
+
+def cap_overruns(releases: Sequence[tuple[datetime, str]], caps: Sequence[Any]) -> int:
+    """Releases that were one too many in some rolling window of their number (a sliding window over
+    each number's release times, independent of caps.judge)."""
+    by_number: dict[str, list[datetime]] = defaultdict(list)
+    for at, e164 in releases:
+        by_number[e164].append(at)
+    overruns = 0
+    for times in by_number.values():
+        for rule in caps:
+            j = 0
+            for i, at in enumerate(times):
+                while times[j] <= at - rule.window:
+                    j += 1
+                if i - j + 1 > rule.attempts:
+                    overruns += 1
+    return overruns
+
+
 def run(contacts: int = 10_000, seed: int = 14) -> dict[str, Any]:
     from outcall.caps import parse_caps
     from outcall.compliance import Gate
@@ -159,13 +195,7 @@ def run(contacts: int = 10_000, seed: int = 14) -> dict[str, Any]:
 
     now = START
     while now < end:
-        while calls and calls[0][0] <= now:  # calls that ended: retried while no-answer
-            _, e164 = heapq.heappop(calls)
-            if rng.random() < NO_ANSWER_RATE and attempts[e164] < MAX_ATTEMPTS:
-                state[e164] = "queued"
-                heapq.heappush(hopper, (now + timedelta(minutes=RETRY_MINUTES), e164))
-            else:
-                state[e164] = "done"
+        end_calls(calls, hopper, state, attempts, rng, now)
         due: list[dict[str, Any]] = []
         while hopper and hopper[0][0] <= now and len(due) < RELEASES_PER_TICK:
             _, e164 = heapq.heappop(hopper)
@@ -195,18 +225,7 @@ def run(contacts: int = 10_000, seed: int = 14) -> dict[str, Any]:
     # ---------------------------------------------------------------- the oracle
     outside = sum(1 for at, e164 in releases if not oracle_window_open(e164, at, margin, "UTC"))
     after_listing = sum(1 for at, e164 in releases if e164 in store.dnc and store.dnc[e164] <= at)
-    by_number: dict[str, list[datetime]] = defaultdict(list)
-    for at, e164 in releases:
-        by_number[e164].append(at)
-    overruns = 0
-    for times in by_number.values():
-        for rule in caps:
-            j = 0
-            for i, at in enumerate(times):
-                while times[j] <= at - rule.window:
-                    j += 1
-                if i - j + 1 > rule.attempts:
-                    overruns += 1
+    overruns = cap_overruns(releases, caps)
     final = Counter(state.values())
     queued_with_reason = sum(1 for n, s in state.items() if s == "queued" and n in last_decision)
     queued_never_due = sum(1 for n, s in state.items() if s == "queued" and n not in last_decision)

@@ -161,29 +161,11 @@ def forecast(
             if e164 in listed:
                 skipped["dnc"] += 1
                 continue
-            due = max(now, _due_of(contact, now))
-            reason = "window"
-            if gate.rules is not None:
-                opened = next_open_at(e164, due, gate.rules)
-                due = opened if opened is not None else due + NO_WINDOW_RETRY
-                if opened is None:
-                    skipped["window"] += 1
-                    continue
-            if gate.caps:
-                cap = judge(logs.get(e164, {}), gate.caps, due)
-                if not cap.allowed:
-                    assert cap.frees_at is not None
-                    reason = "cap"
-                    due = cap.frees_at
-                    if gate.rules is not None:
-                        opened = next_open_at(e164, due, gate.rules)
-                        if opened is None:
-                            skipped["window"] += 1
-                            continue
-                        due = opened
-            if end is not None and due >= end:
-                skipped[reason] += 1
+            found = _forecast_one(gate, e164, max(now, _due_of(contact, now)), logs.get(e164, {}), end)
+            if isinstance(found, str):
+                skipped[found] += 1
                 continue
+            due = found
             if due <= now:
                 callable_now += 1
             else:
@@ -202,6 +184,31 @@ def forecast(
         skipped=skipped,
         until=end,
     )
+
+
+def _forecast_one(
+    gate: Gate, e164: str, due: datetime, log: Mapping[str, float], end: datetime | None
+) -> datetime | str:
+    """When the gate would first release this contact (due then), or why it would not before `end`."""
+    reason = "window"
+    if gate.rules is not None:
+        opened = next_open_at(e164, due, gate.rules)
+        if opened is None:
+            return "window"
+        due = opened
+    if gate.caps:
+        cap = judge(log, gate.caps, due)
+        if not cap.allowed:
+            assert cap.frees_at is not None
+            reason, due = "cap", cap.frees_at
+            if gate.rules is not None:
+                opened = next_open_at(e164, due, gate.rules)
+                if opened is None:
+                    return "window"
+                due = opened
+    if end is not None and due >= end:
+        return reason
+    return due
 
 
 def _due_of(contact: Mapping[str, Any], now: datetime) -> datetime:
