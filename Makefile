@@ -18,6 +18,16 @@ $(STAMP): requirements.txt requirements-dev.txt layers/outcall/requirements.txt
 
 venv: $(STAMP)
 
+# checkov runs from its own environment: its pins (boto3/botocore 1.35, networkx 2.6, packaging 23)
+# cannot live beside the project's (requirements-checkov.txt says so)
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
 run: $(STAMP)  ## serve the whole system on 127.0.0.1
 	$(BIN)/python -m local
 
@@ -30,10 +40,11 @@ test: $(STAMP)  ## every test, slow suites and template checks included
 test-fast: $(STAMP)  ## the quick loop: skips suites marked slow
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff check, ruff format --check, mypy: what CI and the pre-commit hooks run
+lint: $(STAMP) $(CHECKOV_STAMP)  ## ruff check, ruff format --check, mypy, checkov: what CI runs (pre-commit: all but checkov)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml  # accepted exceptions: .checkov.yaml
 
 lock: $(STAMP)  ## re-pin the layer: layers/outcall/requirements.lock from its requirements.txt and the dev pins
 	$(BIN)/python layers/outcall/lock.py
@@ -57,4 +68,4 @@ redrive: $(STAMP)  ## move a DLQ's messages back to its queue: make redrive QUEU
 	PYTHONPATH=layers/outcall $(BIN)/python -m outcall.redrive $${QUEUE:-results} $(ARGS)
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -52,12 +52,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from local.moto_atomic import make_dynamodb_writes_atomic, make_sqs_deletes_atomic
     from local.moto_bounded import bound_moto_memory
+    from local.moto_s3 import keep_put_bodies
     from local.moto_speed import make_server, speed_up_moto_server
 
     bound_moto_memory()
     speed_up_moto_server()
     make_dynamodb_writes_atomic()
     make_sqs_deletes_atomic()
+    keep_put_bodies()  # a PUT's body is the object whatever its Content-Type, as in S3
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     server = make_server(args.host, args.port)

@@ -257,8 +257,14 @@ class SchedulerPump(Pump):
 
     @staticmethod
     def rate_seconds(expression: str) -> int | None:
+        """The period of a rate() schedule; OUTCALL_RATE_MAX_SECONDS (unset by default) shortens
+        longer periods locally, so a demo or a test sees the pollers and the dispatcher in seconds."""
         match = re.fullmatch(r"rate\((\d+)\s+(\w+)\)", expression)
-        return int(match.group(1)) * RATE_UNITS[match.group(2)] if match else None
+        if not match:
+            return None
+        period = int(match.group(1)) * RATE_UNITS[match.group(2)]
+        cap = os.environ.get("OUTCALL_RATE_MAX_SECONDS")
+        return min(period, int(cap)) if cap else period
 
     def tick(self) -> bool:
         now = time.time()

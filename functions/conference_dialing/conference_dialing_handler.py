@@ -13,7 +13,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from outcall.api import configure
+from outcall import examples
+from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
 from outcall.conferences import (
     AddCallsAnswer,
     AddCallsRequest,
@@ -29,7 +30,7 @@ from outcall.providers.base import Provider
 from outcall.schedules import ConferenceSchedules
 from outcall.store import default_store, utcnow
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_body)
 configure(app)
 
 EventId = Annotated[str, Path(alias="eventId", pattern=r"^[A-Za-z0-9_-]{1,40}$")]
@@ -58,30 +59,76 @@ def _request_id() -> str:
     "/events/<eventId>",
     tags=["conferences"],
     summary="Register or change a meeting; a new startTime moves every dialing schedule",
-    responses={201: {"description": "registered"}},
+    responses={
+        **answers(
+            200,
+            "Changed",
+            MeetingView,
+            401,
+            409,
+            502,
+            *BODY_ERRORS,
+            example=examples.MEETING,
+            route_key="PUT /events/{eventId}",
+        ),
+        **answers(201, "Registered", MeetingView, example=examples.MEETING),
+    },
+    openapi_extensions=limit("PUT /events/{eventId}"),
 )
-def put_event(event_id: EventId, request: Annotated[PutMeetingRequest, Body()]) -> Response[MeetingView]:
+def put_event(
+    event_id: EventId,
+    request: Annotated[PutMeetingRequest, Body(openapi_examples=request_examples(meeting=examples.PUT_MEETING))],
+) -> Response[MeetingView]:
     view, created = service().put(event_id, request)
     return Response(201 if created else 200, content_types.APPLICATION_JSON, view)
 
 
-@app.get("/events/<eventId>", tags=["conferences"], summary="A meeting: callees with dial state and result, schedules")
+@app.get(
+    "/events/<eventId>",
+    tags=["conferences"],
+    summary="A meeting: callees with dial state and result, schedules",
+    responses=answers(200, "The meeting", MeetingView, 401, 404, 422, example=examples.MEETING),
+)
 def get_event(event_id: EventId) -> MeetingView:
     return service().view(event_id)
 
 
-@app.delete("/events/<eventId>", tags=["conferences"], summary="Cancel a meeting and remove its schedules")
-def delete_event(event_id: EventId) -> Response[None]:
+@app.delete(
+    "/events/<eventId>",
+    tags=["conferences"],
+    summary="Cancel a meeting and remove its schedules",
+    responses=answers(204, "Canceled (no body)", None, 401, 404, 409, 422, 502),
+)
+def delete_event(event_id: EventId) -> Response[str]:
     service().cancel(event_id)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return Response(204, body="")  # no body, not the JSON null
 
 
 @app.post(
     "/events/<eventId>/calls",
     tags=["conferences"],
     summary="Add callees (Quanshi event/call/add shape): scheduled before the start, or dialled now",
+    responses=answers(
+        200,
+        "Quanshi's answer shape: callees scheduled (callType 1) or dialled now (2)",
+        AddCallsAnswer,
+        401,
+        404,
+        409,
+        502,
+        *BODY_ERRORS,
+        example=examples.QUANSHI_ADD_CALLS_ANSWER,
+        route_key="POST /events/{eventId}/calls",
+        notes={409: "The meeting has ended or was canceled"},
+    ),
+    openapi_extensions=limit("POST /events/{eventId}/calls"),
 )
-def add_calls(event_id: EventId, request: Annotated[AddCallsRequest, Body()]) -> AddCallsAnswer:
+def add_calls(
+    event_id: EventId,
+    request: Annotated[
+        AddCallsRequest, Body(openapi_examples=request_examples(quanshi_event_call_add=examples.QUANSHI_ADD_CALLS))
+    ],
+) -> AddCallsAnswer:
     answer = service().add_calls(event_id, request, _request_id())
     metrics.add_metric(name="ConferenceCalleesAdded", unit="Count", value=len(request.call_list))
     return answer
@@ -99,5 +146,5 @@ def on_schedule(event: dict[str, Any]) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:
-        return app.resolve(event, context)
+        return resolve(app, event, context)
     return on_schedule(event)

@@ -14,8 +14,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from outcall import queues
-from outcall.api import configure
+from outcall import examples, queues
+from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
 from outcall.bucket import CallListBucket
 from outcall.config import Config, provider_settings
 from outcall.contacts import AddContactsRequest, AddContactsResult, ContactPage
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BatchProcessor
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_body)
 configure(app)
 
 TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]
@@ -62,10 +62,30 @@ def importer() -> Importer:
     )
 
 
-@app.post("/tasks/<taskId>/contacts", tags=["contacts"], summary="Add up to 10,000 contacts; one result each")
+@app.post(
+    "/tasks/<taskId>/contacts",
+    tags=["contacts"],
+    summary="Add up to 10,000 contacts; one result each",
+    responses=answers(
+        200,
+        "One result per contact, in request order",
+        AddContactsResult,
+        401,
+        404,
+        409,
+        *BODY_ERRORS,
+        example=examples.ADD_CONTACTS_RESULT,
+        route_key="POST /tasks/{taskId}/contacts",
+        notes={
+            409: "The task cannot take contacts (stopped, completed, failed), the contacts do not fit the "
+            "task's or the account's number limit, or this Idempotency-Key is in use"
+        },
+    ),
+    openapi_extensions=limit("POST /tasks/{taskId}/contacts"),
+)
 def add_contacts(
     task_id: TaskId,
-    request: Annotated[AddContactsRequest, Body()],
+    request: Annotated[AddContactsRequest, Body(openapi_examples=request_examples(four_rows=examples.ADD_CONTACTS))],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -86,7 +106,12 @@ def add_contacts(
     return AddContactsResult.model_validate(answer)
 
 
-@app.get("/tasks/<taskId>/contacts", tags=["contacts"], summary="A task's contacts with their latest call status")
+@app.get(
+    "/tasks/<taskId>/contacts",
+    tags=["contacts"],
+    summary="A task's contacts with their latest call status",
+    responses=answers(200, "A page of contacts", ContactPage, 401, 404, 422, example=examples.CONTACT_PAGE),
+)
 def list_contacts(
     task_id: TaskId,
     status: Annotated[ContactState | None, Query(description="the contact's state in the dialing engine")] = None,
@@ -100,14 +125,34 @@ def list_contacts(
     "/tasks/<taskId>/uploads",
     tags=["imports"],
     summary="A presigned PUT for a CSV or XLSX call list; the upload starts the import",
-    responses={201: {"description": "created"}},
+    responses=answers(
+        201,
+        "The import (waiting for its file) and how to PUT the file",
+        UploadTicket,
+        401,
+        404,
+        409,
+        *BODY_ERRORS,
+        example=examples.UPLOAD_TICKET,
+        route_key="POST /tasks/{taskId}/uploads",
+        notes={409: "The task cannot take contacts (stopped, completed, failed)"},
+    ),
+    openapi_extensions=limit("POST /tasks/{taskId}/uploads"),
 )
-def create_upload(task_id: TaskId, request: Annotated[CreateUploadRequest, Body()]) -> Response[UploadTicket]:
+def create_upload(
+    task_id: TaskId,
+    request: Annotated[CreateUploadRequest, Body(openapi_examples=request_examples(csv=examples.CREATE_UPLOAD))],
+) -> Response[UploadTicket]:
     ticket = importer().create_upload(task_id, request)
     return Response(201, content_types.APPLICATION_JSON, ticket)
 
 
-@app.get("/tasks/<taskId>/imports", tags=["imports"], summary="A task's imports, newest first")
+@app.get(
+    "/tasks/<taskId>/imports",
+    tags=["imports"],
+    summary="A task's imports, newest first",
+    responses=answers(200, "A page of imports", ImportPage, 401, 404, 422, example=examples.IMPORT_PAGE),
+)
 def list_imports(
     task_id: TaskId,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
@@ -116,7 +161,12 @@ def list_imports(
     return importer().list_imports(task_id, limit=limit, next_token=next_token)
 
 
-@app.get("/imports/<importId>", tags=["imports"], summary="Import progress, counts and report link")
+@app.get(
+    "/imports/<importId>",
+    tags=["imports"],
+    summary="Import progress, counts and report link",
+    responses=answers(200, "The import", ImportJob, 401, 404, 422, example=examples.IMPORT_JOB),
+)
 def get_import(import_id: Annotated[str, Path(alias="importId", min_length=1, max_length=64)]) -> ImportJob:
     return importer().get(import_id)
 
@@ -169,7 +219,7 @@ def _processor() -> BatchProcessor:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     if "requestContext" in event:
-        return app.resolve(event, context)
+        return resolve(app, event, context)
     records = event.get("Records") or [{}]
     if records[0].get("eventSource") == "aws:s3":
         return on_upload(event)

@@ -14,8 +14,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from outcall import queues
-from outcall.api import configure
+from outcall import examples, queues
+from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
 from outcall.compliance import Forecast, forecast
 from outcall.config import Config, provider_settings
 from outcall.dispatch import MAX_RELEASES_PER_RUN, Dispatcher, DispatchMessage, request_dispatch
@@ -42,7 +42,7 @@ from outcall.tasks import (
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_body)
 configure(app)
 
 TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]
@@ -103,10 +103,25 @@ def _create_once(idempotency_key: str, request: CreateTaskRequest) -> Task:
 
 
 @app.post(
-    "/tasks", tags=["tasks"], summary="Create a task at its provider", responses={201: {"description": "created"}}
+    "/tasks",
+    tags=["tasks"],
+    summary="Create a task at its provider",
+    responses=answers(
+        201,
+        "Created at the provider and here",
+        Task,
+        401,
+        409,
+        502,
+        *BODY_ERRORS,
+        example=examples.TASK,
+        route_key="POST /tasks",
+        notes={409: "The provider account holds 100 tasks (see autoDelete), or this Idempotency-Key is in use"},
+    ),
+    openapi_extensions=limit("POST /tasks"),
 )
 def create_task(
-    request: Annotated[CreateTaskRequest, Body()],
+    request: Annotated[CreateTaskRequest, Body(openapi_examples=request_examples(robot_task=examples.CREATE_TASK))],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -122,7 +137,12 @@ def create_task(
     return Response(201, content_types.APPLICATION_JSON, task)
 
 
-@app.get("/tasks", tags=["tasks"], summary="List tasks, newest first, with filters and paging")
+@app.get(
+    "/tasks",
+    tags=["tasks"],
+    summary="List tasks, newest first, with filters and paging",
+    responses=answers(200, "A page of tasks", TaskPage, 401, 422, example=examples.TASK_PAGE),
+)
 def list_tasks(
     status: Annotated[TaskStatus | None, Query()] = None,
     provider: Annotated[ProviderKey | None, Query()] = None,
@@ -133,39 +153,142 @@ def list_tasks(
     return service().list(status=status, provider=provider, name_prefix=name, limit=limit, next_token=next_token)
 
 
-@app.get("/tasks/<taskId>", tags=["tasks"], summary="One task with its contact and call counts")
+@app.get(
+    "/tasks/<taskId>",
+    tags=["tasks"],
+    summary="One task with its contact and call counts",
+    responses=answers(200, "The task", TaskDetail, 401, 404, 422, example=examples.TASK_DETAIL),
+)
 def get_task(task_id: TaskId) -> TaskDetail:
     return service().detail(task_id)
 
 
-@app.patch("/tasks/<taskId>", tags=["tasks"], summary="Change a ready or paused task's name or settings")
-def update_task(task_id: TaskId, request: Annotated[UpdateTaskRequest, Body()]) -> Task:
+@app.patch(
+    "/tasks/<taskId>",
+    tags=["tasks"],
+    summary="Change a ready or paused task's name or settings",
+    responses=answers(
+        200,
+        "Changed at the provider and here",
+        Task,
+        401,
+        404,
+        409,
+        502,
+        *BODY_ERRORS,
+        example=examples.TASK,
+        route_key="PATCH /tasks/{taskId}",
+        notes={409: "The task is neither ready nor paused, or changed at the same time"},
+    ),
+    openapi_extensions=limit("PATCH /tasks/{taskId}"),
+)
+def update_task(
+    task_id: TaskId,
+    request: Annotated[UpdateTaskRequest, Body(openapi_examples=request_examples(rename=examples.UPDATE_TASK))],
+) -> Task:
     return service().update(task_id, request)
 
 
-@app.delete("/tasks/<taskId>", tags=["tasks"], summary="Delete at the provider and here; call records stay")
-def delete_task(task_id: TaskId) -> Response[None]:
+@app.delete(
+    "/tasks/<taskId>",
+    tags=["tasks"],
+    summary="Delete at the provider and here; call records stay",
+    responses=answers(204, "Deleted (no body)", None, 401, 404, 409, 422, 502),
+)
+def delete_task(task_id: TaskId) -> Response[str]:
     service().delete(task_id)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return Response(204, body="")  # no body, not the JSON null
 
 
-@app.post("/tasks/<taskId>/start", tags=["tasks"], summary="Start (or resume) a task; 409 when not allowed")
+@app.post(
+    "/tasks/<taskId>/start",
+    tags=["tasks"],
+    summary="Start (or resume) a task; 409 when not allowed",
+    responses=answers(
+        200,
+        "The task in its new status",
+        Task,
+        401,
+        404,
+        409,
+        422,
+        502,
+        example=examples.TASK,
+        notes={409: "Not allowed from the task's status (see the README's table), or claimed at the same time"},
+    ),
+)
 def start_task(task_id: TaskId) -> Task:
     return service().transition(task_id, "start")
 
 
-@app.post("/tasks/<taskId>/pause", tags=["tasks"], summary="Pause a running task; 409 when not allowed")
+@app.post(
+    "/tasks/<taskId>/pause",
+    tags=["tasks"],
+    summary="Pause a running task; 409 when not allowed",
+    responses=answers(
+        200,
+        "The task in its new status",
+        Task,
+        401,
+        404,
+        409,
+        422,
+        502,
+        example=examples.TASK,
+        notes={
+            409: "Not allowed from the task's status (see the README's table), or claimed at the same time",
+        },
+    ),
+)
 def pause_task(task_id: TaskId) -> Task:
     return service().transition(task_id, "pause")
 
 
-@app.post("/tasks/<taskId>/stop", tags=["tasks"], summary="Stop a task for good; 409 when not allowed")
+@app.post(
+    "/tasks/<taskId>/stop",
+    tags=["tasks"],
+    summary="Stop a task for good; 409 when not allowed",
+    responses=answers(
+        200,
+        "The task in its new status",
+        Task,
+        401,
+        404,
+        409,
+        422,
+        502,
+        example=examples.TASK,
+        notes={409: "Not allowed from the task's status (see the README's table), or claimed at the same time"},
+    ),
+)
 def stop_task(task_id: TaskId) -> Task:
     return service().transition(task_id, "stop")
 
 
-@app.post("/tasks/<taskId>/clone", tags=["tasks"], summary="A new task with this task's settings")
-def clone_task(task_id: TaskId, request: Annotated[CloneTaskRequest | None, Body()] = None) -> Response[CloneResult]:
+@app.post(
+    "/tasks/<taskId>/clone",
+    tags=["tasks"],
+    summary="A new task with this task's settings",
+    responses=answers(
+        201,
+        "The new task (and the import copying its contacts)",
+        CloneResult,
+        401,
+        404,
+        409,
+        502,
+        *BODY_ERRORS,
+        example=examples.CLONE_RESULT,
+        route_key="POST /tasks/{taskId}/clone",
+    ),
+    openapi_extensions=limit("POST /tasks/{taskId}/clone"),
+)
+def clone_task(
+    task_id: TaskId,
+    request: Annotated[
+        CloneTaskRequest | None, Body(openapi_examples=request_examples(with_contacts=examples.CLONE_TASK))
+    ] = None,
+) -> Response[CloneResult]:
     result = service().clone(task_id, request or CloneTaskRequest.model_validate({}))
     return Response(201, content_types.APPLICATION_JSON, result)
 
@@ -195,52 +318,95 @@ def dnc() -> DncService:
     return DncService(default_store(), on_listed=_listed)
 
 
-@app.post("/dnc", tags=["compliance"], summary="Put numbers on the account's do-not-call list (at most 1,000)")
+@app.post(
+    "/dnc",
+    tags=["compliance"],
+    summary="Put numbers on the account's do-not-call list (at most 1,000)",
+    responses=answers(201, "Listed", DncAdded, 401, *BODY_ERRORS, route_key="POST /dnc"),
+    openapi_extensions=limit("POST /dnc"),
+)
 def add_dnc(request: Annotated[AddDncRequest, Body()]) -> Response[DncAdded]:
     return Response(201, content_types.APPLICATION_JSON, dnc().add(request))
 
 
-@app.get("/dnc", tags=["compliance"], summary="The account's do-not-call list, paged")
+@app.get(
+    "/dnc",
+    tags=["compliance"],
+    summary="The account's do-not-call list, paged",
+    responses=answers(200, "A page of entries", DncPage, 401, 422),
+)
 def list_dnc(limit: Limit = 100, next_token: NextToken = None) -> DncPage:
     return dnc().page(limit=limit, next_token=next_token)
 
 
-@app.get("/dnc/<number>", tags=["compliance"], summary="One number's entry on the account's list; 404 if none")
+@app.get(
+    "/dnc/<number>",
+    tags=["compliance"],
+    summary="One number's entry on the account's list",
+    responses=answers(200, "The entry", DncEntry, 401, 404, 422, notes={404: "The number is not on the list"}),
+)
 def get_dnc(number: Number) -> DncEntry:
     return dnc().get(number)
 
 
-@app.delete("/dnc/<number>", tags=["compliance"], summary="Take a number off the account's list")
-def delete_dnc(number: Number) -> Response[None]:
+@app.delete(
+    "/dnc/<number>",
+    tags=["compliance"],
+    summary="Take a number off the account's list",
+    responses=answers(204, "Removed (no body)", None, 401, 404, 422),
+)
+def delete_dnc(number: Number) -> Response[str]:
     dnc().delete(number)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return Response(204, body="")
 
 
-@app.post("/tasks/<taskId>/dnc", tags=["compliance"], summary="Put numbers on the task's do-not-call list")
+@app.post(
+    "/tasks/<taskId>/dnc",
+    tags=["compliance"],
+    summary="Put numbers on the task's do-not-call list (at most 1,000)",
+    responses=answers(201, "Listed", DncAdded, 401, 404, *BODY_ERRORS, route_key="POST /tasks/{taskId}/dnc"),
+    openapi_extensions=limit("POST /tasks/{taskId}/dnc"),
+)
 def add_task_dnc(task_id: TaskId, request: Annotated[AddDncRequest, Body()]) -> Response[DncAdded]:
     return Response(201, content_types.APPLICATION_JSON, dnc().add(request, task_id))
 
 
-@app.get("/tasks/<taskId>/dnc", tags=["compliance"], summary="The task's do-not-call list, paged")
+@app.get(
+    "/tasks/<taskId>/dnc",
+    tags=["compliance"],
+    summary="The task's do-not-call list, paged",
+    responses=answers(200, "A page of entries", DncPage, 401, 404, 422),
+)
 def list_task_dnc(task_id: TaskId, limit: Limit = 100, next_token: NextToken = None) -> DncPage:
     return dnc().page(task_id, limit=limit, next_token=next_token)
 
 
-@app.get("/tasks/<taskId>/dnc/<number>", tags=["compliance"], summary="One number's entry on the task's list")
+@app.get(
+    "/tasks/<taskId>/dnc/<number>",
+    tags=["compliance"],
+    summary="One number's entry on the task's list",
+    responses=answers(200, "The entry", DncEntry, 401, 404, 422, notes={404: "No such task, or not on its list"}),
+)
 def get_task_dnc(task_id: TaskId, number: Number) -> DncEntry:
     return dnc().get(number, task_id)
 
 
-@app.delete("/tasks/<taskId>/dnc/<number>", tags=["compliance"], summary="Take a number off the task's list")
-def delete_task_dnc(task_id: TaskId, number: Number) -> Response[None]:
+@app.delete(
+    "/tasks/<taskId>/dnc/<number>",
+    tags=["compliance"],
+    summary="Take a number off the task's list",
+    responses=answers(204, "Removed (no body)", None, 401, 404, 422),
+)
+def delete_task_dnc(task_id: TaskId, number: Number) -> Response[str]:
     dnc().delete(number, task_id)
-    return Response(204, content_types.APPLICATION_JSON, None)
+    return Response(204, body="")
 
 
 @app.get(
     "/tasks/<taskId>/forecast",
     tags=["compliance"],
     summary="Queued contacts callable now, when the others become callable, and those that would be skipped",
+    responses=answers(200, "The forecast", Forecast, 401, 404, 422),
 )
 def get_forecast(task_id: TaskId) -> Forecast:
     return forecast(default_store(), task_id, utcnow())
@@ -298,7 +464,7 @@ def on_schedule(event: dict[str, Any]) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:
-        return app.resolve(event, context)
+        return resolve(app, event, context)
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
         return dict(on_dispatch_batch(event, context))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -17,8 +16,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import queues, results
-from outcall.api import configure, error_body
+from outcall.api import OPEN, IsoDateTime, answers, configure, error_body, json_body, limit, resolve
 from outcall.config import Config, provider_settings
+from outcall.examples import CALL_PAGE
 from outcall.models import CallStatus, TaskLifecycleEvent
 from outcall.observability import logger, metrics, tracer
 from outcall.providers import get_provider
@@ -28,10 +28,31 @@ from outcall.store import default_store
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-app = APIGatewayHttpResolver(enable_validation=True)
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_body)
 configure(app)
 
 MAX_PUSH_BYTES = 256 * 1024
+# What a push is answered: 200 as soon as it is verified and kept (the providers wait 10 s at most).
+PUSH_ANSWER: dict[str, Any] = {
+    content_types.APPLICATION_JSON: {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["ok"]},
+                "pushId": {"type": "string"},
+                "duplicate": {"type": "boolean", "description": "the same push was kept before"},
+            },
+            "required": ["status", "pushId", "duplicate"],
+        },
+        "examples": {"kept": {"value": {"status": "ok", "pushId": "psh_0f3a9c2b7d1e4a5b", "duplicate": False}}},
+    }
+}
+PUSH_NOTES = {
+    400: "The push's body cannot be read",
+    401: "The push's signature or shared secret does not match (no bearer token is needed here)",
+    404: "No such provider",
+    422: "The provider sends no pushes (it is polled), or the push is not one it sends",
+}
 ProviderName = Annotated[str, Path(alias="provider", min_length=1, max_length=32)]
 Kind = Annotated[str, Path(alias="kind", min_length=1, max_length=64)]
 TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]
@@ -73,12 +94,48 @@ def _receive(provider_key: str, kind: str | None) -> Response[Any]:
     return Response(200, content_types.APPLICATION_JSON, {"status": "ok", **receipt.dump()})
 
 
-@app.post("/webhooks/<provider>", tags=["webhooks"], summary="A provider push (verified, deduplicated, stored)")
+@app.post(
+    "/webhooks/<provider>",
+    tags=["webhooks"],
+    summary="A provider push (verified, deduplicated, stored)",
+    responses=answers(
+        200,
+        "Kept (or a duplicate of a kept push)",
+        None,
+        400,
+        401,
+        404,
+        413,
+        422,
+        content=PUSH_ANSWER,
+        route_key="POST /webhooks/{provider}",
+        notes=PUSH_NOTES,
+    ),
+    openapi_extensions={**OPEN, **limit("POST /webhooks/{provider}")},
+)
 def push(provider: ProviderName) -> Response[Any]:
     return _receive(provider, None)
 
 
-@app.post("/webhooks/<provider>/<kind>", tags=["webhooks"], summary="A provider push of one kind")
+@app.post(
+    "/webhooks/<provider>/<kind>",
+    tags=["webhooks"],
+    summary="A provider push of one kind",
+    responses=answers(
+        200,
+        "Kept (or a duplicate of a kept push)",
+        None,
+        400,
+        401,
+        404,
+        413,
+        422,
+        content=PUSH_ANSWER,
+        route_key="POST /webhooks/{provider}/{kind}",
+        notes=PUSH_NOTES,
+    ),
+    openapi_extensions={**OPEN, **limit("POST /webhooks/{provider}/{kind}")},
+)
 def push_kind(provider: ProviderName, kind: Kind) -> Response[Any]:
     return _receive(provider, kind)
 
@@ -87,11 +144,23 @@ def push_kind(provider: ProviderName, kind: Kind) -> Response[Any]:
     "/tasks/<taskId>/calls",
     tags=["calls"],
     summary="A task's call records (oldest first) with filters and paging; format=csv for every call as CSV",
+    responses=answers(
+        200,
+        "A page of calls (JSON), or every call (format=csv)",
+        None,
+        401,
+        404,
+        422,
+        content={
+            content_types.APPLICATION_JSON: {"model": results.CallPage, "examples": {"example": {"value": CALL_PAGE}}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    ),
 )
 def list_calls(
     task_id: TaskId,
     status: Annotated[CallStatus | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="calls first seen at or after (ISO 8601)")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="calls first seen at or after (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
@@ -155,7 +224,7 @@ def on_schedule(event: Mapping[str, Any]) -> dict[str, Any]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     if "requestContext" in event:
-        return app.resolve(event, context)
+        return resolve(app, event, context)
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
         return on_results(event, context)

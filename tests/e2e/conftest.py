@@ -90,7 +90,8 @@ def start_stack(log: Path, **extra_env: str) -> tuple[subprocess.Popen[bytes], L
             if proc.poll() is not None:
                 raise RuntimeError(f"local stack exited: {log.read_text()[-3000:]}")
             try:
-                if stack.get("/health").status_code == 200:
+                # healthy, and the banner (simulator URLs) printed: the gateway answers before it is
+                if stack.get("/health").status_code == 200 and "dev token" in log.read_text():
                     break
             except requests.ConnectionError:
                 pass

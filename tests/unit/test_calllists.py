@@ -714,3 +714,79 @@ def test_report_streams_row_by_row(tmp_path: Path) -> None:
         writer.close()
         size = handle.tell()
     assert size == path.stat().st_size > 20_000 * 20
+
+
+# ---------------------------------------------------------------- issue 16: trailing empty cells, short reasons
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "Ada,13812345678,,",  # trailing delimiters
+        "Ada,13812345678, ,\t",  # blanks
+        'Ada,13812345678,"",""',  # quoted empties
+        "Ada,13812345678,\u200b",  # a zero-width space an editor left behind
+        "Ada,13812345678,\ufeff,\u2060",  # a stray BOM, a word joiner
+        "Ada,13812345678,\u00a0,\u3000",  # no-break and ideographic spaces
+    ],
+)
+def test_rows_longer_than_the_header_with_empty_extra_cells_are_accepted(row: str) -> None:
+    [outcome] = outcomes(f"name,mobile\n{row}\n".encode(), default_region="CN")
+    assert (outcome.status, outcome.reason) == (ACCEPTED, None)
+    assert outcome.values == {"name": "Ada", "mobile": "13812345678"}
+
+
+def test_xlsx_rows_longer_than_the_header_with_empty_cells_are_accepted() -> None:
+    data = xlsx_bytes([["name", "mobile"], ["Ada", "13812345678", None, "", "\u200b"]])
+    with open_call_list(io.BytesIO(data), filename="list.xlsx") as call_list:
+        [outcome] = list(process_rows(call_list, default_region="CN"))
+    assert outcome.status == ACCEPTED
+
+
+def test_an_extra_cell_with_something_in_it_is_still_refused() -> None:
+    [outcome] = outcomes(b"name,mobile\nAda,13812345678,,x\n", default_region="CN")
+    assert outcome.reason == "extra_cells"
+
+
+def _garbled_gb18030(size: int) -> bytes:
+    """Bytes that are not text but decode as GB18030 (every byte 0x81-0xFE, no NUL, no control)."""
+    import random
+
+    rng = random.Random(16)
+    return bytes(rng.randrange(0x81, 0xFF) for _ in range(size))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _garbled_gb18030(5000),
+        _garbled_gb18030(200_000),
+        b"\x89PNG\r\n\x1a\n" + _garbled_gb18030(4000),
+        bytes(range(256)) * 8,
+    ],
+)
+def test_a_binary_file_is_refused_in_a_few_words(data: bytes) -> None:
+    error = error_of(data)
+    assert error.reason == "binary_file"
+    assert error.message == "not a CSV or XLSX file (binary content)"
+
+
+def test_real_gb18030_text_with_rare_characters_is_still_read() -> None:
+    text = "姓名,手机,备注\n" + "".join(f"张{chr(0x4E00 + i)},1381234{i:04d},𠀀𪚥龘\n" for i in range(500))
+    found = outcomes(text.encode("gb18030"))
+    assert len(found) == 500 and found[0].values["备注"] == "𠀀𪚥龘"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ("名" * 5000 + "\n1\n").encode(),  # a 5,000-character header without a number column
+        (",".join(f"column{i}" for i in range(2000)) + "\n1\n").encode(),
+        b"mobile," + b"x" * 5000 + b"," + b"x" * 5000 + b"\n1,2,3\n",
+    ],
+)
+def test_every_refusal_reason_is_short_and_names_the_cause(data: bytes) -> None:
+    error = error_of(data)
+    assert len(error.message) <= 200, len(error.message)
+    assert error.reason in ("no_number_column", "duplicate_column")
+    assert ("number column" in error.message) or ("twice" in error.message or "both mean" in error.message)

@@ -49,6 +49,7 @@ import io
 import os
 import shutil
 import tempfile
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -89,12 +90,18 @@ SNIFF_SIZE = 16 * 1024  # characters of that sample given to csv.Sniffer
 DELIMITERS = ",;\t"
 
 
+MAX_REASON_CHARS: Final = 200
+BINARY_MESSAGE: Final = "not a CSV or XLSX file (binary content)"
+
+
 class CallListError(Unprocessable):
     """A call list that cannot be read at all. `reason` is a stable code such as `empty_file`."""
 
     code = "InvalidCallList"
 
     def __init__(self, reason: str, message: str, *, row: int | None = None) -> None:
+        if len(message) > MAX_REASON_CHARS:  # a reason is read by people and kept on the import item
+            message = message[: MAX_REASON_CHARS - 3].rstrip() + "..."
         super().__init__(message, details={"reason": reason, **({"row": row} if row is not None else {})})
         self.reason = reason
         self.row = row
@@ -154,18 +161,22 @@ class Columns:
             if name is not None:
                 if name in index:
                     raise CallListError(
-                        "duplicate_column", f"columns {header[index[name]]!r} and {text!r} both mean {name}", row=None
+                        "duplicate_column",
+                        f"columns {header[index[name]][:40]!r} and {text[:40]!r} both mean {name}",
+                        row=None,
                     )
                 index[name] = position
             else:
                 if text in variables:
-                    raise CallListError("duplicate_column", f"column {text!r} appears twice")
+                    raise CallListError("duplicate_column", f"column {text[:80]!r} appears twice")
                 variables[text] = position
         if "mobile" not in index and "phone" not in index:
+            found = ", ".join(h[:40] for h in header if h) or "nothing"
+            if len(found) > 80:
+                found = found[:77] + "..."
             raise CallListError(
                 "no_number_column",
-                "the header has no number column: expected mobile/手机 or phone/座机 "
-                f"(found: {', '.join(h for h in header if h) or 'nothing'})",
+                f"the header has no number column: expected mobile/手机 or phone/座机 (found: {found})",
             )
         return cls(header, index, tuple(variables.items()))
 
@@ -227,6 +238,10 @@ class CallList:
         self.close()
 
 
+# characters that show nothing (zero-width spaces and joiners, BOM, word joiner): a cell of them is empty
+_INVISIBLE = str.maketrans("", "", "\u200b\u200c\u200d\u2060\ufeff\u00ad")
+
+
 def _is_blank(cells: Iterable[str]) -> bool:
     return not any(c.strip() for c in cells)
 
@@ -281,7 +296,7 @@ def _refuse_non_text(sample: bytes) -> None:
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise CallListError("unsupported_encoding", "UTF-16 text is not supported: save the file as UTF-8 CSV")
     if b"\x00" in sample:
-        raise CallListError("binary_file", "the file is binary, not a CSV text file")
+        raise CallListError("binary_file", BINARY_MESSAGE)
 
 
 def _detect_encoding(sample: bytes, complete: bool) -> tuple[str, str]:
@@ -293,12 +308,19 @@ def _detect_encoding(sample: bytes, complete: bool) -> tuple[str, str]:
         except UnicodeDecodeError:
             continue
         controls = sum(1 for ch in text if ch < " " and ch not in "\t\r\n")
-        if controls > max(2, len(text) // 100):
-            raise CallListError("binary_file", "the file holds control characters: it is binary, not a CSV text file")
+        if controls > max(2, len(text) // 100) or _garbled(text):
+            raise CallListError("binary_file", BINARY_MESSAGE)
         return encoding, text
     raise CallListError(
         "unknown_encoding", "the file is neither UTF-8 nor GB18030 text: save it as CSV UTF-8 (or GB18030)"
     )
+
+
+def _garbled(text: str) -> bool:
+    """Binary bytes that happen to decode (GB18030 decodes almost any byte string): text has next to
+    no private-use or unassigned characters, decoded binary has about one in ten."""
+    odd = sum(1 for ch in text if ch > "\x7f" and unicodedata.category(ch) in ("Co", "Cn"))
+    return odd > max(2, len(text) // 100)
 
 
 def _sniff_delimiter(text: str, complete: bool) -> str:
@@ -680,7 +702,7 @@ def _batches(
                 elif size < width:
                     cells.extend(pad[size:])
                 else:
-                    extra = [c for c in cells[width:] if c.strip()]
+                    extra = [c for c in cells[width:] if c.strip() and c.translate(_INVISIBLE).strip()]
                     del cells[width:]
                     if extra:
                         answer(_extra_cells(row, size, width, extra, cells, columns))

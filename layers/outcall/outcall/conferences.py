@@ -34,12 +34,14 @@ from typing import Any, Literal, Protocol
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from outcall import limits
 from outcall.errors import Conflict, NotFound, ProviderError, Unprocessable
 from outcall.models import (
     CallingWindow,
     DialOutcome,
     DialResult,
     InputModel,
+    IsoDateTime,
     Meeting,
     MeetingCallee,
     MeetingSchedule,
@@ -74,7 +76,7 @@ class ConferenceScheduler(Protocol):
 
 class PutMeetingRequest(InputModel):
     title: str = Field(min_length=1, max_length=200)
-    start_time: datetime = Field(description="ISO 8601 with an offset, e.g. 2030-01-01T09:00:00+08:00")
+    start_time: IsoDateTime = Field(description="ISO 8601 with an offset, e.g. 2030-01-01T09:00:00+08:00")
     provider: ProviderKey = Field("quanshi", description="quanshi, or any provider that can dial callees now")
     caller_id: str | None = Field(None, max_length=32)
     duration_minutes: int = Field(DEFAULT_DURATION_MINUTES, ge=1, le=1440, description="when the meeting ends")
@@ -121,8 +123,13 @@ class AddCallsRequest(InputModel):
         alias_generator=to_camel, populate_by_name=True, extra="forbid", coerce_numbers_to_str=True
     )
 
-    token: str | None = Field(None, description="accepted for compatibility, ignored")
-    event_id: str | None = Field(None, description="when given, must be the eventId of the path")
+    token: str | None = Field(None, max_length=limits.TOKEN_CHARS, description="accepted for compatibility, ignored")
+    event_id: str | None = Field(
+        None,
+        max_length=limits.ID_CHARS,
+        description="when given, must be the eventId of the path (a number, as Quanshi sends it, or a string)",
+        json_schema_extra={"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+    )
     before_minutes: int = Field(30, ge=0, le=60, description="minutes before the start to dial")
     call_list: list[CallListEntry] = Field(min_length=1, max_length=10_000)
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, Strict
 
+from outcall import limits
 from outcall.calllists import ACCEPTED, DUPLICATE, INVALID, RowOutcome
-from outcall.models import Contact, ContactState, InputModel, Model, Task
+from outcall.models import Contact, ContactState, InputModel, Model, Region, Task
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
 
@@ -30,20 +31,52 @@ FINAL_TASK_STATUSES: Final = frozenset({"stopped", "completed", "failed"})
 Scalar = str | int | float | bool | None
 
 
+def _text(value: str | int) -> str:
+    return str(value)
+
+
+# countryCode, mobile, areaCode, phone, externalId: text, or a JSON integer kept as its digits;
+# true/false is neither (a strict int refuses it), so it is a 422 naming the field
+NumberText = Annotated[
+    Annotated[str, Field(max_length=limits.NUMBER_PART_CHARS)]
+    | Annotated[int, Strict(), Field(ge=0, lt=10**limits.NUMBER_PART_CHARS)],
+    AfterValidator(_text),
+]
+IdText = Annotated[
+    Annotated[str, Field(max_length=limits.CONTACT_TEXT_CHARS)]
+    | Annotated[int, Strict(), Field(gt=-(10**limits.DYNAMODB_NUMBER_DIGITS), lt=10**limits.DYNAMODB_NUMBER_DIGITS)],
+    AfterValidator(_text),
+]
+VariableName = Annotated[str, Field(min_length=1, max_length=limits.VARIABLE_NAME_CHARS)]
+VariableValue = Annotated[str, Field(max_length=limits.VARIABLE_VALUE_CHARS)] | int | float | bool | None
+
+
+Variables = Annotated[
+    dict[VariableName, VariableValue],
+    Field(
+        max_length=limits.MAX_VARIABLES,
+        description=f"per-contact variables for robot scripts: at most {limits.MAX_VARIABLES}, names of at most "
+        f"{limits.VARIABLE_NAME_CHARS} characters, values (text, numbers, booleans) of at most "
+        f"{limits.VARIABLE_VALUE_CHARS} characters, {limits.VARIABLES_BYTES} bytes in all as JSON",
+    ),
+    AfterValidator(limits.bounded_json(max_bytes=limits.VARIABLES_BYTES, max_depth=1)),
+]
+
+
 # ---------------------------------------------------------------- API models
 
 
 class ContactInput(InputModel):
     """One contact of a JSON import: the fields of a call-list row (see README "Call lists")."""
 
-    name: str | None = Field(None, max_length=200)
-    company: str | None = Field(None, max_length=200)
-    country_code: str | int | None = Field(None, description="86, +86, 0086")
-    mobile: str | int | None = Field(None, description="a mobile number; with a leading + it is international")
-    area_code: str | int | None = Field(None, description="landline area code without its leading 0")
-    phone: str | int | None = Field(None, description="a landline number (with areaCode)")
-    external_id: str | int | None = Field(None, max_length=200)
-    variables: dict[str, Scalar] = Field(default_factory=dict, description="per-contact variables for robot scripts")
+    name: str | None = Field(None, max_length=limits.CONTACT_TEXT_CHARS)
+    company: str | None = Field(None, max_length=limits.CONTACT_TEXT_CHARS)
+    country_code: NumberText | None = Field(None, description="86, +86, 0086")
+    mobile: NumberText | None = Field(None, description="a mobile number; with a leading + it is international")
+    area_code: NumberText | None = Field(None, description="landline area code without its leading 0")
+    phone: NumberText | None = Field(None, description="a landline number (with areaCode)")
+    external_id: IdText | None = Field(None, description="your id of the contact (a JSON integer is kept as text)")
+    variables: Variables = Field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The contact as a call-list row keyed by header name (variables become extra columns)."""
@@ -62,9 +95,7 @@ class ContactInput(InputModel):
 
 class AddContactsRequest(InputModel):
     contacts: list[ContactInput] = Field(min_length=1, max_length=MAX_JSON_CONTACTS)
-    default_region: str = Field(
-        "CN", pattern="^[A-Za-z]{2}$", description="ISO 3166 region of numbers given without a country code"
-    )
+    default_region: Region = Field("CN", description="ISO 3166 region of numbers given without a country code")
 
 
 class ContactResult(Model):

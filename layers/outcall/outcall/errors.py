@@ -1,5 +1,6 @@
-"""Errors the layer raises; the HTTP resolvers map each to a status code and a JSON body
-`{"code", "message", "requestId"}`."""
+"""Errors the layer raises; the HTTP resolvers (outcall.api) map each to its status and the API's one
+error body `{"code", "message", "requestId", "errors": [{"field", "message"}]}`. `details` becomes
+`errors`: a list of `{"field", "message"}` as it is, a mapping of facts one entry per fact."""
 
 from __future__ import annotations
 

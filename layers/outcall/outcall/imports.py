@@ -36,6 +36,7 @@ import hashlib
 import io
 import json
 import secrets
+import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import PurePosixPath
@@ -70,7 +71,7 @@ from outcall.contacts import (
     task_refusal,
 )
 from outcall.errors import Conflict, NotFound, Unprocessable
-from outcall.models import CallListFile, Contact, ContactState, ImportJob, InputModel, Model, Task
+from outcall.models import CallListFile, Contact, ContactState, ImportJob, InputModel, Model, Region, Task
 from outcall.observability import logger, metrics
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
@@ -86,6 +87,13 @@ REPORT_URL_SECONDS: Final = 3600
 MAX_RECEIVES: Final = 3  # the ImportQueue's maxReceiveCount in template.yaml
 LEASE_SECONDS: Final = 960  # longer than the function's timeout (900 s): a lease outlives its worker
 UPLOAD_SUFFIXES: Final = (".csv", ".txt", ".xlsx", ".xlsm")
+UPLOAD_NAME_PATTERN: Final = r"^[^/\\\x00-\x1f\x7f]*\.(?:[Cc][Ss][Vv]|[Tt][Xx][Tt]|[Xx][Ll][Ss][XxMm]) *$"
+UPLOAD_CONTENT_TYPES: Final = {
+    ".csv": "text/csv",
+    ".txt": "text/plain",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".xlsm": "application/vnd.ms-excel.sheet.macroEnabled.12",
+}
 REPORT_CONTENT_TYPE: Final = "text/csv; charset=utf-8"
 
 ProviderFactory = Callable[[str], Provider]
@@ -104,15 +112,22 @@ class ChunkBusy(Exception):
 
 
 class CreateUploadRequest(InputModel):
-    filename: str = Field(min_length=1, max_length=200, description="the file's name, ending .csv, .txt or .xlsx")
-    sheet: str | None = Field(None, max_length=100, description="XLSX: the sheet to read (default: the first)")
-    default_region: str = Field(
-        "CN", pattern="^[A-Za-z]{2}$", description="ISO 3166 region of numbers given without a country code"
+    filename: str = Field(
+        min_length=1,
+        max_length=200,
+        description="the file's name, ending .csv, .txt, .xlsx or .xlsm; no path, no control characters",
+        json_schema_extra={"pattern": UPLOAD_NAME_PATTERN},
     )
+    sheet: str | None = Field(None, max_length=100, description="XLSX: the sheet to read (default: the first)")
+    default_region: Region = Field("CN", description="ISO 3166 region of numbers given without a country code")
 
     @field_validator("filename")
     @classmethod
     def _plain_name(cls, value: str) -> str:
+        # checked before any strip: a name with a newline became an object key the PUT never matched
+        bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+        if bad is not None:
+            raise ValueError(f"no control characters in a file name (found U+{ord(bad):04X})")
         name = value.strip()
         if "/" in name or "\\" in name or name in (".", ".."):
             raise ValueError("a file name, not a path")
@@ -121,12 +136,28 @@ class CreateUploadRequest(InputModel):
         return name
 
 
+def upload_content_type(filename: str) -> str:
+    """What a PUT of this file is best sent as (any Content-Type is accepted and imported alike)."""
+    return UPLOAD_CONTENT_TYPES.get(PurePosixPath(filename.lower()).suffix, "application/octet-stream")
+
+
 class UploadTicket(Model):
-    import_id: str
+    import_id: str = Field(description="the import this upload starts (GET /imports/{importId})")
     upload_url: str = Field(description="PUT the file's bytes here before `expiresAt`")
     method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="headers to send with the PUT; any Content-Type is accepted (curl's default too), this one "
+        "names the file's type",
+    )
     object_key: str
     expires_at: Any
+    note: str = Field(
+        default=(
+            "Each PUT of uploadUrl is one import: the first is this importId; a later PUT (a corrected file) starts "
+            "its own import, listed in laterImports of this one. Contacts already in the task count as duplicates."
+        )
+    )
 
 
 class ImportPage(Model):
@@ -362,7 +393,8 @@ class Importer:
         )
         self.store.create_import(job, expires_at=expires_at + timedelta(days=1))
         url = self.bucket.presigned_put(key, UPLOAD_URL_SECONDS)
-        return UploadTicket(import_id=import_id, upload_url=url, object_key=key, expires_at=expires_at)
+        headers = {"Content-Type": upload_content_type(request.filename)}
+        return UploadTicket(import_id=import_id, upload_url=url, headers=headers, object_key=key, expires_at=expires_at)
 
     def register_upload(self, bucket: str, raw_key: str, version: str | None) -> ImportJob | None:
         """An object arrived under imports/: queue its import once. An upload through
@@ -375,6 +407,7 @@ class Importer:
             logger.warning("upload ignored", extra={"reason": exc.message})
             return None
         parts = key.split("/")
+        ticket: str | None = None
         if len(parts) == 4 and parts[2].startswith("imp_"):
             import_id = parts[2]
             if self.store.attach_upload(import_id, key, version):
@@ -383,6 +416,8 @@ class Importer:
             if waiting is not None and waiting.object_key == key and waiting.object_version == (version or ""):
                 logger.info("upload already registered", extra={"importId": import_id})
                 return None
+            if waiting is not None and waiting.object_key == key:
+                ticket = import_id  # a later PUT of the same upload URL
         now = utcnow()
         job = ImportJob(
             import_id=import_id_for(bucket, key, version),
@@ -391,9 +426,14 @@ class Importer:
             object_key=key,
             object_version=version or "",
             filename=PurePosixPath(key).name,
+            upload_of=ticket,
             created_at=now,
             updated_at=now,
         )
+        if ticket is not None:
+            # listed on the ticket's import first, so a retried event that finds the job made still links it
+            self.store.add_later_import(ticket, job.import_id)
+            logger.info("a later upload of an upload URL", extra={"importId": ticket, "laterImport": job.import_id})
         if not self.store.create_import(job):
             logger.info("upload already registered", extra={"importId": job.import_id})
             return None

@@ -3,13 +3,16 @@ and what providers take and give. JSON is camelCase; Python attributes are snake
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from outcall import limits
 
 ProviderKey = Literal["quanshi", "xswitch", "aliyun", "nxcloud", "airudder"]
 PROVIDER_KEYS: tuple[str, ...] = ("quanshi", "xswitch", "aliyun", "nxcloud", "airudder")
@@ -24,6 +27,17 @@ CallStatus = Literal[
 FINAL_CALL_STATUSES: frozenset[str] = frozenset({"no-answer", "busy", "rejected", "failed", "canceled", "completed"})
 ContactOutcomeKind = Literal["accepted", "duplicate", "invalid"]
 ImportStatus = Literal["waiting", "queued", "running", "completed", "partial", "failed"]
+
+
+def _iso_only(value: Any) -> Any:
+    """pydantic reads a number (`0`, `"0.5"`) as a Unix time; the API takes ISO 8601 only."""
+    if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+(\.\d*)?\s*", value)):
+        raise ValueError("an ISO 8601 date-time, e.g. 2030-01-01T09:00:00+08:00")
+    return value
+
+
+# A date-time as the OpenAPI document says it (`format: date-time`): ISO 8601 text, never a number.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 class Model(BaseModel):
@@ -52,19 +66,43 @@ class RetryStrategy(InputModel):
     interval_minutes: int = Field(30, ge=1, le=1440, description="minutes between rounds")
 
 
+# providerOptions: a JSON object handed to the provider; bounded so the task item stays storable
+ProviderOptions = Annotated[
+    dict[str, Any],
+    Field(
+        max_length=limits.PROVIDER_OPTIONS_KEYS,
+        description=f"provider-specific options (see README); at most {limits.PROVIDER_OPTIONS_BYTES} bytes as "
+        f"JSON, nested at most {limits.PROVIDER_OPTIONS_DEPTH} levels, numbers of at most "
+        f"{limits.DYNAMODB_NUMBER_DIGITS} digits",
+    ),
+    AfterValidator(
+        limits.bounded_json(max_bytes=limits.PROVIDER_OPTIONS_BYTES, max_depth=limits.PROVIDER_OPTIONS_DEPTH)
+    ),
+]
+CallerId = Annotated[str, Field(min_length=1, max_length=limits.CALLER_ID_CHARS)]
+# a default region for numbers without a country code: one phonenumbers knows, upper-cased
+Region = Annotated[str, Field(min_length=2, max_length=2, pattern="^[A-Za-z]{2}$"), AfterValidator(limits.known_region)]
+
+
 class CallingWindow(InputModel):
-    timezone: str = Field("Asia/Shanghai", description="IANA timezone name")
+    timezone: str = Field(
+        "Asia/Shanghai", min_length=1, max_length=limits.TIMEZONE_CHARS, description="IANA timezone name"
+    )
     start: time = Field(time(9, 0))
     end: time = Field(time(20, 0))
-    weekdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7], description="ISO weekdays, 1=Monday")
-    blackout_dates: list[date] = Field(default_factory=list)
+    weekdays: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5, 6, 7],
+        max_length=limits.MAX_WEEKDAYS,
+        description="ISO weekdays, 1=Monday",
+    )
+    blackout_dates: list[date] = Field(default_factory=list, max_length=limits.MAX_BLACKOUT_DATES)
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         return value
 
@@ -176,7 +214,7 @@ class CompliancePolicy(InputModel):
 
 
 class TaskSettings(InputModel):
-    caller_ids: list[str] = Field(default_factory=list)
+    caller_ids: list[CallerId] = Field(default_factory=list, max_length=limits.MAX_CALLER_IDS)
     concurrency: int = Field(1, ge=1, le=1000)
     ring_timeout_seconds: int = Field(30, ge=5, le=120)
     retry: RetryStrategy | None = Field(
@@ -205,7 +243,7 @@ class TaskSettings(InputModel):
     )
     auto_start_at: datetime | None = None
     auto_stop_at: datetime | None = None
-    provider_options: dict[str, Any] = Field(default_factory=dict)
+    provider_options: ProviderOptions = Field(default_factory=dict)
 
 
 class Task(Model):
@@ -336,6 +374,12 @@ class ImportJob(Model):
     report_key: str | None = None
     report_url: str | None = Field(default=None, description="a short-lived link to the row-level report")
     error: str | None = None
+    upload_of: str | None = Field(
+        default=None, description="for a later PUT of an upload URL: the import that URL was given with"
+    )
+    later_imports: list[str] = Field(
+        default_factory=list, description="imports started by later PUTs of this import's upload URL, in order"
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None

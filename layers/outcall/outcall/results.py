@@ -3,11 +3,16 @@
 Business rules only: this module gets a store, a provider and (for the queue) a send function;
 it imports neither boto3 nor an HTTP client.
 
-- A push is verified by its provider (and, when the provider's settings have `webhookHmacSecret`,
-  by an HMAC-SHA256 of the body in the header `webhookHmacHeader`, default `X-Outcall-Signature`,
-  hex, optionally prefixed `sha256=`), then kept once under the sha256 of provider, kind and body,
-  then queued once. nxcloud pushes are refused when their signed createTs is more than
-  WEBHOOK_MAX_SKEW_SECONDS off (a smaller `webhookMaxSkewSeconds` setting wins; 0 turns it off).
+- A push to a `{kind}` its provider does not push to (Provider.webhook_kinds) is refused (404)
+  before anything else. Then it is verified by its provider (and, when the provider's settings
+  have `webhookHmacSecret`, by an HMAC-SHA256 of the body in the header `webhookHmacHeader`,
+  default `X-Outcall-Signature`, hex, optionally prefixed `sha256=`); nxcloud pushes are refused
+  when their signed createTs is more than WEBHOOK_MAX_SKEW_SECONDS off (a smaller
+  `webhookMaxSkewSeconds` setting wins; 0 turns it off). A verified push whose body is empty, not
+  JSON or not something its provider can parse is refused (400, logged at WARNING): it would only
+  fail later, in the DLQ. The rest is kept once under the sha256 of its provider and its content
+  (the JSON, canonical: key order, spacing, gzip, the path's kind and the query do not count, so
+  one push posted on several paths, or redelivered, is one push), then queued once.
 - A CallEvent updates the record of its call (`<provider>:<providerCallId>`, else its dedup key).
   Status ranks: queued < ringing < answered < final (no-answer, busy, failed, completed). An
   event only replaces a record whose status ranks lower, so a late non-final event never
@@ -19,9 +24,12 @@ from __future__ import annotations
 
 import base64
 import csv
+import gzip
 import hashlib
 import hmac
 import io
+import json
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
@@ -29,9 +37,10 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
-from outcall.errors import InvalidSignature, NotFound, NotSupported
+from outcall.errors import InvalidSignature, NotFound, NotSupported, OutcallError
+from outcall.limits import read_json
 from outcall.models import FINAL_CALL_STATUSES, CallEvent, CallRecord, CallStatus, Model, Task, TaskLifecycleEvent
-from outcall.observability import logger, mask_phone
+from outcall.observability import logger, mask_phone, mask_text
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
 from outcall.store.calls import calls_pk
@@ -49,6 +58,13 @@ STATUS_RANK: dict[str, int] = {
 }
 
 Outcome = Literal["created", "updated", "kept", "duplicate"]
+
+
+class UnreadablePush(OutcallError):
+    """A verified push whose body is empty, not JSON, or not what its provider sends (400)."""
+
+    status = 400
+    code = "UnreadablePush"
 
 
 class PushMessage(Model):
@@ -104,11 +120,42 @@ class ProviderFactory(Protocol):
 # ---------------------------------------------------------------- intake
 
 
-def push_id(provider: str, kind: str | None, body: bytes) -> str:
+def push_id(provider: str, content: bytes) -> str:
+    """The identity of a push: its provider and its canonical content (see `canonical_content`)."""
     digest = hashlib.sha256()
-    for part in (provider.encode(), b"\0", (kind or "").encode(), b"\0", body):
+    for part in (provider.encode(), b"\0", content):
         digest.update(part)
     return digest.hexdigest()
+
+
+def canonical_content(headers: Mapping[str, str], body: bytes) -> bytes:
+    """A push's JSON as one byte string whatever its spelling: gzip undone, keys sorted, no
+    spacing. Raises UnreadablePush when the body is empty or not JSON."""
+    encoding = next((v for k, v in headers.items() if k.lower() == "content-encoding"), "")
+    if encoding.strip().lower() == "gzip":
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadablePush("the body is not valid gzip") from exc
+    if not body.strip():
+        raise UnreadablePush("the body is empty")
+    try:
+        data = read_json(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UnreadablePush("the body is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise UnreadablePush(f"the body is not JSON ({exc.msg})") from exc
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _parseable(provider: Provider, headers: Mapping[str, str], body: bytes, kind: str | None) -> None:
+    """The provider must make events of the push now, or it never will (it would end in the DLQ)."""
+    try:
+        provider.parse_webhook(headers, body, kind)
+    except Exception as exc:  # any failure of a pure parse means the body is not what the provider sends
+        raise UnreadablePush(
+            f"{provider.key} cannot read it ({type(exc).__name__}: {mask_text(str(exc))[:160]})"
+        ) from exc
 
 
 def webhook_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,12 +187,28 @@ def receive_push(
     query: Mapping[str, Any] | None,
     enqueue: Callable[[PushMessage], None],
 ) -> PushReceipt:
-    """Verify a push, keep it once and queue it once. InvalidSignature: nothing is kept."""
+    """Verify a push, keep it once and queue it once. NotFound (an unknown kind), InvalidSignature,
+    UnreadablePush: nothing is kept."""
     if not provider.capabilities.webhooks:
         raise NotSupported(provider.key, "webhooks")
+    if kind is not None and kind not in provider.webhook_kinds:
+        known = ", ".join(sorted(provider.webhook_kinds))
+        raise NotFound(
+            f"no push kind {kind[:64]!r} for {provider.key}: pushes go to /webhooks/{provider.key}/<kind>, "
+            f"kind one of: {known}"
+        )
     provider.verify_webhook(headers, body, kind, query)
     _verify_hmac(provider, headers, body)
-    pid = push_id(provider.key, kind, body)
+    try:
+        content = canonical_content(headers, body)
+        _parseable(provider, headers, body, kind)
+    except UnreadablePush as exc:
+        logger.warning(
+            "verified push refused: unreadable body",
+            extra={"provider": provider.key, "kind": kind, "bytes": len(body), "reason": exc.message},
+        )
+        raise
+    pid = push_id(provider.key, content)
     kept = {k.lower(): v for k, v in headers.items() if k.lower() in KEPT_HEADERS}
     now = utcnow()
     push = StoredPush(

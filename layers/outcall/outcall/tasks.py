@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Final, Literal, Protocol
 
 from pydantic import (
     BaseModel,
@@ -26,17 +26,21 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from outcall import limits
 from outcall.compliance import validate_settings as validate_compliance
 from outcall.errors import Conflict, NotFound, NotSupported, ProviderError, Unprocessable
 from outcall.models import (
+    CallerId,
     CallingWindow,
     CompliancePolicy,
     InputModel,
     Model,
     ProviderKey,
+    ProviderOptions,
     RetryStrategy,
     Task,
     TaskLifecycleEvent,
@@ -79,7 +83,7 @@ class Schedules(Protocol):
 
 
 class CreateTaskRequest(InputModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=limits.TASK_NAME_CHARS)
     provider: ProviderKey
     type: TaskType = "auto"
     settings: TaskSettings = Field(default_factory=lambda: TaskSettings.model_validate({}))
@@ -91,7 +95,7 @@ class CreateTaskRequest(InputModel):
 class TaskSettingsPatch(InputModel):
     """Only the fields given change; `null` clears an optional one."""
 
-    caller_ids: list[str] | None = None
+    caller_ids: list[CallerId] | None = Field(None, max_length=limits.MAX_CALLER_IDS)
     concurrency: int | None = Field(None, ge=1, le=1000)
     ring_timeout_seconds: int | None = Field(None, ge=5, le=120)
     retry: RetryStrategy | None = None
@@ -99,16 +103,16 @@ class TaskSettingsPatch(InputModel):
     compliance: CompliancePolicy | None = None
     auto_start_at: datetime | None = None
     auto_stop_at: datetime | None = None
-    provider_options: dict[str, Any] | None = None
+    provider_options: ProviderOptions | None = None
 
 
 class UpdateTaskRequest(InputModel):
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: str | None = Field(None, min_length=1, max_length=limits.TASK_NAME_CHARS)
     settings: TaskSettingsPatch | None = None
 
 
 class CloneTaskRequest(InputModel):
-    name: str | None = Field(None, min_length=1, max_length=100)
+    name: str | None = Field(None, min_length=1, max_length=limits.TASK_NAME_CHARS)
     with_contacts: bool = False
 
 
@@ -169,15 +173,61 @@ class ScheduleOutcome(Model):
 # ---------------------------------------------------------------- providerOptions, per provider
 
 
+# Option names (compared without case, '_' or '-') that point a provider's pushes somewhere: the
+# callback URLs are outcall's own (its /webhooks routes), never the caller's.
+OWNED_OPTION_WORDS: Final = ("callback", "webhook", "notifyurl", "hookurl")
+
+
+def _option_key(name: str) -> str:
+    return name.replace("_", "").replace("-", "").casefold()
+
+
+def owned_option_paths(options: Any, owned: Iterable[str] = ()) -> list[str]:
+    """The paths (a.b.c) of providerOptions fields outcall owns: any callback/webhook URL field, and
+    the names in `owned` (a provider's own: the ids outcall gives its tasks and contacts), at any depth."""
+    names = {_option_key(n) for n in owned}
+    found: list[str] = []
+    stack: list[tuple[str, Any]] = [("", options)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, Mapping):
+            for key, child in value.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                normal = _option_key(str(key))
+                if normal in names or any(word in normal for word in OWNED_OPTION_WORDS):
+                    found.append(child_path)
+                else:
+                    stack.append((child_path, child))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", child) for i, child in enumerate(value))
+    return sorted(found)
+
+
 class _Options(BaseModel):
+    """Every provider's providerOptions model. `owned` lists the provider's fields outcall sets
+    itself (ids it gives the provider); callback and webhook URL fields are refused for every provider."""
+
     model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
+    owned: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_owned_fields(cls, data: Any) -> Any:
+        paths = owned_option_paths(data, cls.owned)
+        if paths:
+            raise ValueError(
+                f"{', '.join(p[:64] for p in paths[:5])}: set by outcall (callback URLs and the ids outcall "
+                "gives the provider cannot be overridden)"
+            )
+        return data
 
 
-class _Documented(BaseModel):
+class _Documented(_Options):
     """providerOptions checked against a provider's document: only its own field names (an unknown
-    one is a 422 naming it), documented ranges and enumerations; fields outcall owns are refused."""
+    one is a 422 naming it), documented ranges and enumerations; fields outcall owns are refused
+    (callback URLs at any depth by _Options, the provider's own ids by `_owned` validators)."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 def _owned(value: Any) -> Any:
@@ -397,15 +447,13 @@ PROVIDER_OPTIONS: dict[str, type[BaseModel]] = {
 
 def validate_provider_options(provider: str, options: Mapping[str, Any]) -> None:
     """Check providerOptions against the provider's documented ranges; 422 naming the field."""
-    model = PROVIDER_OPTIONS.get(provider)
-    if model is None:
-        return
+    model = PROVIDER_OPTIONS.get(provider, _Options)
     try:
         model.model_validate(dict(options))
     except ValidationError as exc:
         errors = [
             {
-                "field": "settings.providerOptions." + ".".join(str(p) for p in err["loc"]),
+                "field": ".".join(["settings.providerOptions", *(str(p) for p in err["loc"])]),
                 "message": err["msg"],
                 "type": err["type"],
             }

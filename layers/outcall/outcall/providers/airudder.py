@@ -105,6 +105,7 @@ def _zone(name: str | None) -> ZoneInfo | None:
 
 class AirudderProvider(Provider):
     key = "airudder"
+    webhook_kinds = frozenset({"task", "call", "workflow", "workflow-status"})  # callback URLs given
     limits = ProviderLimits(batch_size=1000)
     capabilities = Capabilities(
         tasks=True, task_types=frozenset({"robot", "auto", "predictive"}), pause=False, webhooks=True

@@ -91,6 +91,9 @@ class Provider(ABC):
     key: ClassVar[str]
     limits: ClassVar[ProviderLimits]
     capabilities: ClassVar[Capabilities]
+    # the `{kind}`s of /webhooks/{provider}/{kind} the provider pushes to (the callback URLs outcall
+    # gives it); a push to any other kind is refused before it is verified
+    webhook_kinds: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)

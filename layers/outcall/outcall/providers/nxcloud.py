@@ -189,6 +189,7 @@ def _int(value: Any) -> int | None:
 
 class NxcloudProvider(Provider):
     key = "nxcloud"
+    webhook_kinds = frozenset({"call", "order", "task"})  # the callback URLs create_task gives
     limits = ProviderLimits(batch_size=500)
     capabilities = Capabilities(
         tasks=True, task_types=frozenset({"robot", "auto"}), pause=True, webhooks=True, polling=True

@@ -94,6 +94,7 @@ def _digits(*parts: Any) -> str:
 
 class QuanshiProvider(Provider):
     key = "quanshi"
+    webhook_kinds = frozenset(LIFECYCLE_KINDS)  # pushes go to {webhookUrl}/{event}
     limits = ProviderLimits(batch_size=100)
     capabilities = Capabilities(tasks=False, task_types=frozenset(), pause=False, conference_dial=True, webhooks=True)
 

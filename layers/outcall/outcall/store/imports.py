@@ -115,6 +115,28 @@ class ImportItems(StoreBase):
             raise
         return True
 
+    def add_later_import(self, import_id: str, later_id: str) -> bool:
+        """List `later_id` (the import of a later PUT of the same upload URL) on the ticket's import,
+        once. False when the import is gone or lists it already."""
+        try:
+            self.table.update_item(
+                Key=self._import_key(import_id),
+                UpdateExpression="SET laterImports = list_append(if_not_exists(laterImports, :none), :later), "
+                "updatedAt = :now",
+                ConditionExpression="attribute_exists(pk) AND NOT contains(laterImports, :id)",
+                ExpressionAttributeValues={
+                    ":none": [],
+                    ":later": [later_id],
+                    ":id": later_id,
+                    ":now": utcnow().isoformat(),
+                },
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
     def update_import(
         self,
         import_id: str,
