@@ -196,7 +196,7 @@ def test_account_list_add_check_page_and_delete(aws: Any) -> None:
 def test_bad_numbers_and_bad_requests_are_422s_that_store_nothing(aws: Any) -> None:
     bad = call("POST", "/dnc", {"numbers": ["+8613900000001", "12", "call me"]})
     assert bad.status == 422
-    assert [e["field"] for e in bad.json["details"]] == ["numbers[1]", "numbers[2]"]
+    assert [e["field"] for e in bad.json["errors"]] == ["numbers[1]", "numbers[2]"]
     assert call("GET", "/dnc").json["items"] == []
     too_many = call("POST", "/dnc", {"numbers": [f"+86139{i:08d}" for i in range(1001)]})
     assert too_many.status == 422 and "numbers" in too_many.json["message"]
