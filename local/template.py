@@ -190,27 +190,46 @@ class Stack:
             return value
         if len(value) == 1:
             ((key, arg),) = value.items()
-            if key == "Ref":
-                return self.ref(arg)
-            if key == "Fn::GetAtt":
-                name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.get_att(name, attr)
-            if key == "Fn::Sub":
-                template, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
-
-                def sub(match: re.Match[str]) -> str:
-                    token = match.group(1)
-                    if token in variables:
-                        return str(variables[token])
-                    if "." in token and token.split(".", 1)[0] in self.resources:
-                        return str(self.get_att(*token.split(".", 1)))
-                    return str(self.ref(token))
-
-                return re.sub(r"\$\{([^}!]+)\}", sub, template)
-            if key == "Fn::Join":
-                sep, items = arg
-                return sep.join(str(i) for i in self.resolve(items))
+            intrinsic = INTRINSICS.get(key)
+            if intrinsic is not None:
+                return intrinsic(self, arg)
         return {k: self.resolve(v) for k, v in value.items()}
+
+    def _get_att(self, arg: Any) -> Any:
+        name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+        return self.get_att(name, attr)
+
+    def _sub(self, arg: Any) -> str:
+        template, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+
+        def sub(match: re.Match[str]) -> str:
+            token = match.group(1)
+            if token in variables:
+                return str(variables[token])
+            if "." in token and token.split(".", 1)[0] in self.resources:
+                return str(self.get_att(*token.split(".", 1)))
+            return str(self.ref(token))
+
+        return re.sub(r"\$\{([^}!]+)\}", sub, template)
+
+    def _join(self, arg: Any) -> str:
+        sep, items = arg
+        return str(sep).join(str(i) for i in self.resolve(items))
+
+    def _if(self, arg: Any) -> Any:  # AWS::NoValue resolves to None: the property is as if not given
+        name, if_true, if_false = arg
+        return self.resolve(if_true if self.condition(name) else if_false)
+
+    def _equals(self, arg: Any) -> bool:
+        left, right = self.resolve(arg)
+        return str(left) == str(right)
+
+    def _not(self, arg: Any) -> bool:
+        return not self.resolve(arg[0])
+
+    def condition(self, name: str) -> bool:
+        """A condition of the template's Conditions section, evaluated with the parameters' values."""
+        return bool(self.resolve(self.doc.get("Conditions", {})[name]))
 
     # ---------------------------------------------------------- functions
     def functions(self) -> dict[str, Function]:
@@ -369,3 +388,14 @@ class Stack:
         for fn in self.functions().values():
             merged.update(fn.environment)
         return merged
+
+
+INTRINSICS: dict[str, Any] = {
+    "Ref": lambda stack, arg: stack.ref(arg),
+    "Fn::GetAtt": Stack._get_att,
+    "Fn::Sub": Stack._sub,
+    "Fn::Join": Stack._join,
+    "Fn::If": Stack._if,
+    "Fn::Equals": Stack._equals,
+    "Fn::Not": Stack._not,
+}

@@ -527,7 +527,7 @@ class NxcloudSimulator(Simulator):
         self.push("call", order["callCallbackUrl"], call)
         if order_push:
             self.push("order", order["orderCallbackUrl"], order_push)
-        if done:
+        if done and not task["funcFlag"].get("taskKeep"):  # a kept task waits for more orders
             with self.lock:
                 if task["status"] == 2:
                     self._set_status(task, 3)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from local.simulators.nxcloud import _sign
+from local.simulators.nxcloud import sign_of as _sign
 from tests.integration.results_support import drain, http, items, nx_push, queue_messages
 
 NX_CALL = {

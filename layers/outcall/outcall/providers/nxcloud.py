@@ -331,8 +331,10 @@ class NxcloudProvider(Provider):
             setting["dialAtDownHour"] = w.end.strftime("%H:%M")
         setting.update(dict(spec.provider_options.get("taskCreateSetting") or {}))
         # outcall dials retries itself (a new order per attempt): NXCLOUD's own round redial is off
-        # unless providerOptions.funcFlag.roundRedial turns it on.
-        func: dict[str, Any] = {"roundRedial": False}
+        # unless providerOptions.funcFlag.roundRedial turns it on. funcFlag.taskKeep (setting
+        # `taskKeep`, default true) keeps the task open when its orders run out, so the dispatcher's
+        # next wave can still be added; the page lists the flag without saying more (*inferred*).
+        func: dict[str, Any] = {"roundRedial": False, "taskKeep": bool(self.settings.get("taskKeep", True))}
         func.update(dict(spec.provider_options.get("funcFlag") or {}))
         return setting, func
 
