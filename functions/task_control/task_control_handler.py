@@ -16,10 +16,20 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import examples, queues
 from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
-from outcall.compliance import Forecast, forecast
+from outcall.compliance import EXAMPLE_FORECAST, Forecast, forecast
 from outcall.config import Config, provider_settings
 from outcall.dispatch import MAX_RELEASES_PER_RUN, Dispatcher, DispatchMessage, request_dispatch
-from outcall.dnc import AddDncRequest, DncAdded, DncEntry, DncPage, DncService
+from outcall.dnc import (
+    EXAMPLE_ADD,
+    EXAMPLE_ADDED,
+    EXAMPLE_ENTRY,
+    EXAMPLE_PAGE,
+    AddDncRequest,
+    DncAdded,
+    DncEntry,
+    DncPage,
+    DncService,
+)
 from outcall.idempotency import once_per_key
 from outcall.models import ProviderKey, Task, TaskStatus
 from outcall.observability import logger, metrics, tracer
@@ -322,10 +332,12 @@ def dnc() -> DncService:
     "/dnc",
     tags=["compliance"],
     summary="Put numbers on the account's do-not-call list (at most 1,000)",
-    responses=answers(201, "Listed", DncAdded, 401, *BODY_ERRORS, route_key="POST /dnc"),
+    responses=answers(201, "Listed", DncAdded, 401, *BODY_ERRORS, example=EXAMPLE_ADDED, route_key="POST /dnc"),
     openapi_extensions=limit("POST /dnc"),
 )
-def add_dnc(request: Annotated[AddDncRequest, Body()]) -> Response[DncAdded]:
+def add_dnc(
+    request: Annotated[AddDncRequest, Body(openapi_examples=request_examples(list_numbers=EXAMPLE_ADD))],
+) -> Response[DncAdded]:
     return Response(201, content_types.APPLICATION_JSON, dnc().add(request))
 
 
@@ -333,7 +345,7 @@ def add_dnc(request: Annotated[AddDncRequest, Body()]) -> Response[DncAdded]:
     "/dnc",
     tags=["compliance"],
     summary="The account's do-not-call list, paged",
-    responses=answers(200, "A page of entries", DncPage, 401, 422),
+    responses=answers(200, "A page of entries", DncPage, 401, 422, example=EXAMPLE_PAGE),
 )
 def list_dnc(limit: Limit = 100, next_token: NextToken = None) -> DncPage:
     return dnc().page(limit=limit, next_token=next_token)
@@ -343,7 +355,9 @@ def list_dnc(limit: Limit = 100, next_token: NextToken = None) -> DncPage:
     "/dnc/<number>",
     tags=["compliance"],
     summary="One number's entry on the account's list",
-    responses=answers(200, "The entry", DncEntry, 401, 404, 422, notes={404: "The number is not on the list"}),
+    responses=answers(
+        200, "The entry", DncEntry, 401, 404, 422, example=EXAMPLE_ENTRY, notes={404: "The number is not on the list"}
+    ),
 )
 def get_dnc(number: Number) -> DncEntry:
     return dnc().get(number)
@@ -364,10 +378,22 @@ def delete_dnc(number: Number) -> Response[str]:
     "/tasks/<taskId>/dnc",
     tags=["compliance"],
     summary="Put numbers on the task's do-not-call list (at most 1,000)",
-    responses=answers(201, "Listed", DncAdded, 401, 404, *BODY_ERRORS, route_key="POST /tasks/{taskId}/dnc"),
+    responses=answers(
+        201,
+        "Listed",
+        DncAdded,
+        401,
+        404,
+        *BODY_ERRORS,
+        example={**EXAMPLE_ADDED, "scope": "task", "taskId": "tsk_0123456789abcdef01234567"},
+        route_key="POST /tasks/{taskId}/dnc",
+    ),
     openapi_extensions=limit("POST /tasks/{taskId}/dnc"),
 )
-def add_task_dnc(task_id: TaskId, request: Annotated[AddDncRequest, Body()]) -> Response[DncAdded]:
+def add_task_dnc(
+    task_id: TaskId,
+    request: Annotated[AddDncRequest, Body(openapi_examples=request_examples(list_numbers=EXAMPLE_ADD))],
+) -> Response[DncAdded]:
     return Response(201, content_types.APPLICATION_JSON, dnc().add(request, task_id))
 
 
@@ -375,7 +401,7 @@ def add_task_dnc(task_id: TaskId, request: Annotated[AddDncRequest, Body()]) -> 
     "/tasks/<taskId>/dnc",
     tags=["compliance"],
     summary="The task's do-not-call list, paged",
-    responses=answers(200, "A page of entries", DncPage, 401, 404, 422),
+    responses=answers(200, "A page of entries", DncPage, 401, 404, 422, example=EXAMPLE_PAGE),
 )
 def list_task_dnc(task_id: TaskId, limit: Limit = 100, next_token: NextToken = None) -> DncPage:
     return dnc().page(task_id, limit=limit, next_token=next_token)
@@ -385,7 +411,16 @@ def list_task_dnc(task_id: TaskId, limit: Limit = 100, next_token: NextToken = N
     "/tasks/<taskId>/dnc/<number>",
     tags=["compliance"],
     summary="One number's entry on the task's list",
-    responses=answers(200, "The entry", DncEntry, 401, 404, 422, notes={404: "No such task, or not on its list"}),
+    responses=answers(
+        200,
+        "The entry",
+        DncEntry,
+        401,
+        404,
+        422,
+        example={**EXAMPLE_ENTRY, "scope": "task", "taskId": "tsk_0123456789abcdef01234567"},
+        notes={404: "No such task, or not on its list"},
+    ),
 )
 def get_task_dnc(task_id: TaskId, number: Number) -> DncEntry:
     return dnc().get(number, task_id)
@@ -406,7 +441,7 @@ def delete_task_dnc(task_id: TaskId, number: Number) -> Response[str]:
     "/tasks/<taskId>/forecast",
     tags=["compliance"],
     summary="Queued contacts callable now, when the others become callable, and those that would be skipped",
-    responses=answers(200, "The forecast", Forecast, 401, 404, 422),
+    responses=answers(200, "The forecast", Forecast, 401, 404, 422, example=EXAMPLE_FORECAST),
 )
 def get_forecast(task_id: TaskId) -> Forecast:
     return forecast(default_store(), task_id, utcnow())

@@ -138,6 +138,18 @@ class Forecast(Model):
     until: datetime | None = Field(default=None, description="the task's autoStopAt")
 
 
+EXAMPLE_FORECAST: Final = {
+    "taskId": "tsk_0123456789abcdef01234567",
+    "at": "2027-01-05T02:00:00Z",
+    "zone": "Asia/Shanghai",
+    "queued": 7,
+    "callableNow": 3,
+    "later": [{"hour": "2027-01-05T13:00:00Z", "localHour": "2027-01-05T21:00:00+08:00", "contacts": 3}],
+    "skipped": {"dnc": 1, "cap": 0, "window": 0},
+    "until": None,
+}
+
+
 def forecast(
     store: Store, task_id: str, now: datetime, caps: Sequence[CapRule] | None = None, *, batch: int = 500
 ) -> Forecast:

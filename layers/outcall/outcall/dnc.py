@@ -28,6 +28,21 @@ from outcall.store import Store, utcnow
 from outcall.store.dnc import ACCOUNT, task_list
 
 MAX_NUMBERS_PER_REQUEST: Final = 1000
+EXAMPLE_ADD: Final = {
+    "numbers": ["+8613800138000", "13900139000"],
+    "reason": "asked not to be called",
+    "expiresAt": "2030-01-01T00:00:00+08:00",
+}
+EXAMPLE_ADDED: Final = {"scope": "account", "added": 2, "numbers": ["+8613800138000", "+8613900139000"]}
+EXAMPLE_ENTRY: Final = {
+    "e164": "+8613800138000",
+    "scope": "account",
+    "reason": "asked not to be called",
+    "source": "api",
+    "createdAt": "2026-12-01T08:00:00+00:00",
+    "expiresAt": "2029-12-31T16:00:00Z",
+}
+EXAMPLE_PAGE: Final = {"items": [EXAMPLE_ENTRY], "nextToken": None}
 DncSource = Literal["api", "import", "provider-opt-out"]
 
 
