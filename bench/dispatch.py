@@ -94,8 +94,12 @@ def _measure(n: int, hopper: int, batch: int) -> dict[str, Any]:
     import_seconds = time.perf_counter() - started
 
     clock_now = [utcnow() + timedelta(seconds=5)]
-    dispatcher = Dispatcher(store, lambda key: provider, clock=lambda: clock_now[0])
+    holder: list[TaskService] = []
+    dispatcher = Dispatcher(
+        store, lambda key: provider, complete=lambda task_id: holder[0].complete(task_id), clock=lambda: clock_now[0]
+    )
     service = TaskService(store, lambda key: provider, dispatch=dispatcher.run)
+    holder.append(service)
 
     t0 = time.perf_counter()
     service.transition(task.task_id, "start")

@@ -149,7 +149,7 @@ def test_create_task_sends_scene_and_nested_settings(sim, receiver):
     assert setting["zoneSecond"] == 8 * 3600 and setting["dialAtWeekDay"] == "1,2,3"
     assert (setting["dialAtUpHour"], setting["dialAtDownHour"]) == ("09:00", "20:30") and setting["routeID"] == "r1"
     assert setting["taskCallbackUrl"].endswith("/webhooks/nxcloud/task")
-    assert body["funcFlag"] == {"roundRedial": False}  # outcall redials itself
+    assert body["funcFlag"] == {"roundRedial": False, "taskKeep": True}  # outcall redials itself, in waves
     assert not {"taskName", "concurrency", "ringTimeout", "maxCall"} & set(body)
     assert sim.tasks[tid]["sceneID"] == "scene-9" and sim.tasks[tid]["status"] == 1
     # the account's sceneID serves when the task names none
@@ -230,7 +230,8 @@ def test_sha256_account_signs_requests_and_callbacks_with_sha256(sim, receiver):
 def test_contacts_added_to_a_running_task_are_dialled_and_their_callbacks_parse(sim, receiver):
     sim.dialing.answer_rate = 1.0
     p = make(sim, receiver)
-    tid = p.create_task(TaskSpec(name="cb"))
+    # not kept open: the task finishes when its orders end, and says so in its task callback
+    tid = p.create_task(TaskSpec(name="cb", provider_options={"funcFlag": {"taskKeep": False}}))
     p.start_task(tid)
     outcomes = p.add_contacts(tid, contacts(2, start=100))
     assert all(o.accepted and not o.already_held for o in outcomes)

@@ -20,7 +20,7 @@ from tests.e2e.conftest import LocalStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.slow
 
-CONTACTS = int(os.environ.get("OUTCALL_E2E_DIAL_CONTACTS", "1000"))
+CONTACTS = int(os.environ.get("OUTCALL_E2E_DIAL_CONTACTS", "200"))  # the figure: 1000
 HOPPER = 100
 FINAL = {"done", "skipped"}
 

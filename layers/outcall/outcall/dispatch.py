@@ -426,17 +426,17 @@ STALE_EVENT_SLACK: Final = timedelta(seconds=5)
 def on_call_event(store: Store, task: Task, event: CallEvent, record_id: str, now: datetime | None = None) -> bool:
     """A call event of a task's contact: a progress event notes the call on the contact; a final one
     ends the contact's current attempt: it goes back to the hopper when the task's retry policy says
-    so, or is done. An event of an earlier release (another provider ref, or a call that began before
-    the current release) changes nothing. True when the contact's attempt ended here: the dispatcher
-    has room for another contact."""
+    so, or is done. An event of an earlier release (a provider ref that is neither the current release's
+    ref nor its release key, or a call that began before the current release) changes nothing. True
+    when the contact's attempt ended here: the dispatcher has room for another contact."""
     if not event.phone:
         return False
     contact = store.get_contact(task.task_id, event.phone)
     if contact is None or contact.get("state") not in (ContactState.RELEASING, ContactState.RELEASED):
         return False
-    ref = contact.get("providerRef")
-    if event.provider_contact_ref and ref and event.provider_contact_ref != ref:
-        return False
+    current = {contact.get("providerRef"), contact.get("releaseKey")} - {None}
+    if event.provider_contact_ref and current and event.provider_contact_ref not in current:
+        return False  # another release's (its provider ref or its release key)
     released_at = contact.get("releasedAt")
     began = event.started_at or event.occurred_at
     if began is not None and released_at and began < datetime.fromisoformat(released_at) - STALE_EVENT_SLACK:
