@@ -16,15 +16,27 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import examples, queues
 from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
+from outcall.compliance import EXAMPLE_FORECAST, Forecast, forecast
 from outcall.config import Config, provider_settings
 from outcall.dispatch import MAX_RELEASES_PER_RUN, Dispatcher, DispatchMessage, request_dispatch
+from outcall.dnc import (
+    EXAMPLE_ADD,
+    EXAMPLE_ADDED,
+    EXAMPLE_ENTRY,
+    EXAMPLE_PAGE,
+    AddDncRequest,
+    DncAdded,
+    DncEntry,
+    DncPage,
+    DncService,
+)
 from outcall.idempotency import once_per_key
 from outcall.models import ProviderKey, Task, TaskStatus
 from outcall.observability import logger, metrics, tracer
 from outcall.providers import get_provider
 from outcall.providers.base import Provider
 from outcall.schedules import TaskSchedules
-from outcall.store import default_store
+from outcall.store import default_store, utcnow
 from outcall.tasks import (
     CloneResult,
     CloneTaskRequest,
@@ -44,6 +56,9 @@ app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json
 configure(app)
 
 TaskId = Annotated[str, Path(alias="taskId", min_length=1, max_length=64)]
+Number = Annotated[str, Path(alias="number", min_length=1, max_length=40, description="E.164, with or without +")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+NextToken = Annotated[str | None, Query(alias="nextToken", max_length=2048)]
 
 
 def _provider(key: str) -> Provider:
@@ -286,6 +301,150 @@ def clone_task(
 ) -> Response[CloneResult]:
     result = service().clone(task_id, request or CloneTaskRequest.model_validate({}))
     return Response(201, content_types.APPLICATION_JSON, result)
+
+
+# ---------------------------------------------------------------- do-not-call lists and the forecast
+
+
+def _listed(task_id: str | None) -> None:
+    """Numbers were listed: running tasks (the one, or all for the account's list) look at what their
+    provider holds soon, to withdraw the listed ones."""
+    store = default_store()
+    if task_id is not None:
+        task = store.get_task(task_id)
+        if task is not None and task.status == "running":
+            request_dispatch(task_id, "dnc")
+        return
+    token: str | None = None
+    while True:
+        tasks, token = store.list_tasks(status="running", limit=100, next_token=token)
+        for task in tasks:
+            request_dispatch(task.task_id, "dnc")
+        if token is None:
+            return
+
+
+def dnc() -> DncService:
+    return DncService(default_store(), on_listed=_listed)
+
+
+@app.post(
+    "/dnc",
+    tags=["compliance"],
+    summary="Put numbers on the account's do-not-call list (at most 1,000)",
+    responses=answers(201, "Listed", DncAdded, 401, *BODY_ERRORS, example=EXAMPLE_ADDED, route_key="POST /dnc"),
+    openapi_extensions=limit("POST /dnc"),
+)
+def add_dnc(
+    request: Annotated[AddDncRequest, Body(openapi_examples=request_examples(list_numbers=EXAMPLE_ADD))],
+) -> Response[DncAdded]:
+    return Response(201, content_types.APPLICATION_JSON, dnc().add(request))
+
+
+@app.get(
+    "/dnc",
+    tags=["compliance"],
+    summary="The account's do-not-call list, paged",
+    responses=answers(200, "A page of entries", DncPage, 401, 422, example=EXAMPLE_PAGE),
+)
+def list_dnc(limit: Limit = 100, next_token: NextToken = None) -> DncPage:
+    return dnc().page(limit=limit, next_token=next_token)
+
+
+@app.get(
+    "/dnc/<number>",
+    tags=["compliance"],
+    summary="One number's entry on the account's list",
+    responses=answers(
+        200, "The entry", DncEntry, 401, 404, 422, example=EXAMPLE_ENTRY, notes={404: "The number is not on the list"}
+    ),
+)
+def get_dnc(number: Number) -> DncEntry:
+    return dnc().get(number)
+
+
+@app.delete(
+    "/dnc/<number>",
+    tags=["compliance"],
+    summary="Take a number off the account's list",
+    responses=answers(204, "Removed (no body)", None, 401, 404, 422),
+)
+def delete_dnc(number: Number) -> Response[str]:
+    dnc().delete(number)
+    return Response(204, body="")
+
+
+@app.post(
+    "/tasks/<taskId>/dnc",
+    tags=["compliance"],
+    summary="Put numbers on the task's do-not-call list (at most 1,000)",
+    responses=answers(
+        201,
+        "Listed",
+        DncAdded,
+        401,
+        404,
+        *BODY_ERRORS,
+        example={**EXAMPLE_ADDED, "scope": "task", "taskId": "tsk_0123456789abcdef01234567"},
+        route_key="POST /tasks/{taskId}/dnc",
+    ),
+    openapi_extensions=limit("POST /tasks/{taskId}/dnc"),
+)
+def add_task_dnc(
+    task_id: TaskId,
+    request: Annotated[AddDncRequest, Body(openapi_examples=request_examples(list_numbers=EXAMPLE_ADD))],
+) -> Response[DncAdded]:
+    return Response(201, content_types.APPLICATION_JSON, dnc().add(request, task_id))
+
+
+@app.get(
+    "/tasks/<taskId>/dnc",
+    tags=["compliance"],
+    summary="The task's do-not-call list, paged",
+    responses=answers(200, "A page of entries", DncPage, 401, 404, 422, example=EXAMPLE_PAGE),
+)
+def list_task_dnc(task_id: TaskId, limit: Limit = 100, next_token: NextToken = None) -> DncPage:
+    return dnc().page(task_id, limit=limit, next_token=next_token)
+
+
+@app.get(
+    "/tasks/<taskId>/dnc/<number>",
+    tags=["compliance"],
+    summary="One number's entry on the task's list",
+    responses=answers(
+        200,
+        "The entry",
+        DncEntry,
+        401,
+        404,
+        422,
+        example={**EXAMPLE_ENTRY, "scope": "task", "taskId": "tsk_0123456789abcdef01234567"},
+        notes={404: "No such task, or not on its list"},
+    ),
+)
+def get_task_dnc(task_id: TaskId, number: Number) -> DncEntry:
+    return dnc().get(number, task_id)
+
+
+@app.delete(
+    "/tasks/<taskId>/dnc/<number>",
+    tags=["compliance"],
+    summary="Take a number off the task's list",
+    responses=answers(204, "Removed (no body)", None, 401, 404, 422),
+)
+def delete_task_dnc(task_id: TaskId, number: Number) -> Response[str]:
+    dnc().delete(number, task_id)
+    return Response(204, body="")
+
+
+@app.get(
+    "/tasks/<taskId>/forecast",
+    tags=["compliance"],
+    summary="Queued contacts callable now, when the others become callable, and those that would be skipped",
+    responses=answers(200, "The forecast", Forecast, 401, 404, 422, example=EXAMPLE_FORECAST),
+)
+def get_forecast(task_id: TaskId) -> Forecast:
+    return forecast(default_store(), task_id, utcnow())
 
 
 class DispatchBusy(Exception):

@@ -37,6 +37,7 @@ from pydantic.alias_generators import to_camel
 from outcall import limits
 from outcall.errors import Conflict, NotFound, ProviderError, Unprocessable
 from outcall.models import (
+    CallingWindow,
     DialOutcome,
     DialResult,
     InputModel,
@@ -79,6 +80,11 @@ class PutMeetingRequest(InputModel):
     provider: ProviderKey = Field("quanshi", description="quanshi, or any provider that can dial callees now")
     caller_id: str | None = Field(None, max_length=32)
     duration_minutes: int = Field(DEFAULT_DURATION_MINUTES, ge=1, le=1440, description="when the meeting ends")
+    compliance: StrictBool = Field(
+        False,
+        description="hold callees to calling windows in their local time and the account's frequency caps; off by "
+        "default (they registered for this meeting's time). Do-not-call lists hold always.",
+    )
     confirm_past: StrictBool = Field(
         False,
         description="true to make a change that puts the whole meeting in the past (startTime + durationMinutes "
@@ -320,6 +326,7 @@ class ConferenceService:
                 provider=request.provider,
                 caller_id=request.caller_id,
                 duration_minutes=request.duration_minutes,
+                compliance=request.compliance,
                 created_at=now,
                 updated_at=now,
             )
@@ -338,6 +345,7 @@ class ConferenceService:
                 "provider": request.provider,
                 "caller_id": request.caller_id,
                 "duration_minutes": request.duration_minutes,
+                "compliance": request.compliance,
                 "status": "scheduled" if moved else current.status,
                 "started_at": None if moved else current.started_at,
                 "ended_at": None if moved else current.ended_at,
@@ -540,6 +548,7 @@ class ConferenceService:
                 meeting.event_id, c.e164, expected=["pending"], state="dialling", changes={"updatedAt": now.isoformat()}
             )
         ]
+        claimed = self._refuse_listed(meeting, claimed, now, summary, counts)
         if not claimed:
             return {**summary, **counts}
         provider = self._dialling_provider(meeting.provider)
@@ -574,6 +583,58 @@ class ConferenceService:
             extra={"eventId": meeting.event_id, "batches": len(batches), **counts, "reason": reason},
         )
         return {**summary, **counts}
+
+    def _refuse_listed(
+        self,
+        meeting: Meeting,
+        claimed: list[MeetingCallee],
+        now: datetime,
+        summary: dict[str, Any],
+        counts: dict[str, int],
+    ) -> list[MeetingCallee]:
+        """Callees whose number is on the account's do-not-call list (outcall.dnc) are not dialled: they
+        fail with reason `dnc`. The check follows the claim, so a number listed before it is never dialled.
+        A meeting with `compliance` also holds them to their calling window (region presets, default
+        hours) and the account's frequency caps (a dial counts on the number's attempt log): reasons
+        `window` and `cap`."""
+        from outcall.caps import account_caps
+        from outcall.models import WindowPolicy
+        from outcall.windows import Rules, verdict
+
+        def refuse(c: MeetingCallee, reason: str, detail: str) -> None:
+            self._mark(
+                meeting.event_id, c, "dialling", DialResult(state="failed", reason=f"{reason}: {detail}", at=now)
+            )
+            summary["outcomes"].append(DialOutcome(e164=c.e164, accepted=False, reason=reason))
+            counts["failed"] += 1
+
+        listed = self.store.listed_numbers([c.e164 for c in claimed], None, now)
+        passing = []
+        for c in claimed:
+            if c.e164 in listed:
+                refuse(c, "dnc", "on the account's do-not-call list")
+            else:
+                passing.append(c)
+        if not meeting.compliance or not passing:
+            return passing
+        rules = Rules.of(WindowPolicy.model_validate({}), CallingWindow.model_validate({}).timezone)
+        open_now = []
+        for c in passing:
+            window = verdict(c.e164, now, rules)
+            if window.open:
+                open_now.append(c)
+            else:
+                opens = window.next_open.isoformat() if window.next_open else "not within 15 days"
+                refuse(c, "window", f"closed at the callee ({', '.join(window.zones)}); opens {opens}")
+        keys = [(c.e164, f"meeting-{meeting.event_id}-{meeting.revision}-{c.e164}") for c in open_now]
+        verdicts = self.store.spend_attempts(keys, account_caps(), now) if keys else []
+        dialled = []
+        for c, cap in zip(open_now, verdicts, strict=True):
+            if cap.allowed:
+                dialled.append(c)
+            else:
+                refuse(c, "cap", f"{cap.counts} calls in the cap windows; frees at {cap.frees_at}")
+        return dialled
 
     def _summary(self, raw: Any) -> DialSummary:
         return DialSummary.model_validate({k: v for k, v in raw.items() if k != "outcomes"})

@@ -22,9 +22,10 @@ from outcall import limits
 from outcall.calllists import ACCEPTED, DUPLICATE, INVALID, RowOutcome
 from outcall.models import Contact, ContactState, InputModel, Model, Region, Task
 from outcall.providers.base import Provider
-from outcall.store import Store
+from outcall.store import Store, utcnow
 
 MAX_JSON_CONTACTS: Final = 10_000
+DNC_REASON: Final = "dnc"
 FINAL_TASK_STATUSES: Final = frozenset({"stopped", "completed", "failed"})
 
 Scalar = str | int | float | bool | None
@@ -186,6 +187,7 @@ def add_rows(store: Store, task: Task, import_id: str, outcomes: Sequence[RowOut
     duplicates of the task's contacts are changed in place to `duplicate`, so the caller's report
     shows them."""
     result = AddedRows()
+    refuse_listed(store, task, outcomes)
     accepted = [o for o in outcomes if o.status == ACCEPTED]
     claims = store.claim_contacts(task.task_id, [_contact_item(o, import_id) for o in accepted])
     for outcome, claim in zip(accepted, claims, strict=True):
@@ -203,6 +205,23 @@ def add_rows(store: Store, task: Task, import_id: str, outcomes: Sequence[RowOut
         else:  # the holder vanished between the put and its answer: let the message come again
             raise RuntimeError(f"contact of row {outcome.row} changed while being claimed; try again")
     return tally(outcomes, result, reserved)
+
+
+def refuse_listed(store: Store, task: Task, outcomes: Sequence[RowOutcome]) -> int:
+    """Rows whose number is on the account's or the task's do-not-call list become `invalid` with reason
+    `dnc` (outcall.dnc); how many."""
+    accepted = [o for o in outcomes if o.status == ACCEPTED and o.e164]
+    if not accepted:
+        return 0
+    listed = store.listed_numbers([str(o.e164) for o in accepted], task.task_id, utcnow())
+    refused = 0
+    for outcome in accepted:
+        entry = listed.get(str(outcome.e164))
+        if entry is not None:
+            where = "the account's" if entry["scope"] == "account" else "the task's"
+            invalidate(outcome, DNC_REASON, f"the number is on {where} do-not-call list")
+            refused += 1
+    return refused
 
 
 def tally(outcomes: Sequence[RowOutcome], result: AddedRows, reserved: int) -> AddedRows:

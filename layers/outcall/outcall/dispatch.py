@@ -18,6 +18,12 @@ answer never came (crash, timeout, 5xx after the module's retries) stays `releas
 with the same key once stale: a provider that holds it already answers `already_held`, which counts as
 released. Nothing is lost and nothing is released twice for one attempt.
 
+Compliance (outcall.compliance): every contact claimed for release passes the gate before it is sent:
+a number on a do-not-call list is skipped (`dnc`), a callee outside its calling window or over a
+frequency cap goes back to the hopper due at its next opening (its attempt not spent). The check follows
+the claim, so a number listed any time before it is never sent; one listed after it was sent is
+withdrawn at the next run (`_withdraw_listed`) where the provider can.
+
 Retries (`retry_decision`) and completion are decided here from the results outcall records, the same on
 every provider.
 """
@@ -32,6 +38,7 @@ from typing import Any, Final
 
 from pydantic import Field
 
+from outcall.compliance import DNC, Gate, Screened
 from outcall.errors import NotSupported, ProviderError
 from outcall.models import (
     FINAL_CALL_STATUSES,
@@ -47,11 +54,14 @@ from outcall.models import (
 from outcall.observability import logger, mask_phone
 from outcall.providers.base import Provider, batched
 from outcall.store import Store, utcnow
+from outcall.store.contacts import _parallel
+from outcall.store.hopper import release_key
 
 LEASE_SECONDS: Final = 120
 STALE_RELEASE_SECONDS: Final = 120  # a `releasing` contact this old lost its answer: send it again
 REFUSED_BATCH_DELAY_SECONDS: Final = 300  # a batch the provider refused as a whole is due again after this
 MAX_RELEASES_PER_RUN: Final = 5000  # one run's share; the next trigger carries on
+MAX_DECISIONS_PER_RUN: Final = 20000  # contacts screened per run (deferred ones included)
 RETRYABLE_OUTCOMES: Final = ("no-answer", "busy", "rejected", "failed", "canceled")
 CONTACT_FIELDS: Final = ("e164", "name", "company", "externalId", "variables")
 
@@ -64,6 +74,8 @@ class DispatchOutcome(Model):
     already_held: int = 0
     skipped: int = 0
     requeued: int = 0
+    deferred: int = Field(default=0, description="back in the hopper: outside the calling window or over a cap")
+    dnc: int = Field(default=0, description="skipped or withdrawn: on a do-not-call list")
     resent: int = 0
     in_flight: int = 0
     next_due_at: str | None = None
@@ -147,11 +159,15 @@ class Dispatcher:
         providers: Callable[[str], Provider],
         complete: Callable[[str], object] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        gate: Callable[[Store, Task], Gate] = Gate,
     ) -> None:
+        """`gate(store, task)` makes the task's compliance gate (outcall.compliance.Gate; tests give the
+        account's caps)."""
         self.store = store
         self.providers = providers
         self.complete = complete
         self.clock = clock
+        self.gate = gate
 
     def run(self, task_id: str) -> DispatchOutcome:
         task = self.store.get_task(task_id)
@@ -169,10 +185,14 @@ class Dispatcher:
     def _run(self, task: Task, provider: Provider) -> DispatchOutcome:
         assert task.provider_task_id is not None
         out = DispatchOutcome(task_id=task.task_id, status="dispatched")
-        self._resend_stale(task, provider, out)
+        gate = self.gate(self.store, task)
+        held = self.store.inflight(provider.key, task.task_id)
+        self._withdraw_listed(task, provider, out, held)
+        self._resend_stale(task, provider, out, gate, held)
         level = hopper_level(task)
         max_in_flight, per_minute = account_caps(provider)
-        while out.released + out.resent < MAX_RELEASES_PER_RUN and not out.errors:
+        decisions = 0
+        while out.released + out.resent < MAX_RELEASES_PER_RUN and decisions < MAX_DECISIONS_PER_RUN and not out.errors:
             now = self.clock()
             task_in_flight = self.store.count_inflight(provider.key, task.task_id)
             room = level - task_in_flight
@@ -189,10 +209,15 @@ class Dispatcher:
             claimed = self.store.claim_releases(task.task_id, provider.key, due, now)
             if not claimed:
                 break
-            self.store.count_releases(provider.key, now, len(claimed))
+            decisions += len(claimed)
             self.store.add_contact_counts(task.task_id, {"queued": -len(claimed), "released": len(claimed)})
-            wave = self._send(task, provider, claimed)
-            self._record(task, wave, out)
+            screened = gate.screen(claimed, now)
+            self._settle(task, screened, out)
+            if not screened.send:
+                continue
+            self.store.count_releases(provider.key, now, len(screened.send))
+            wave = self._send(task, provider, screened.send)
+            self._record(task, wave, out, audits=screened.audits)
         out.in_flight = self.store.count_inflight(provider.key, task.task_id)
         out.next_due_at = self.store.next_due(task.task_id)
         if out.in_flight == 0 and out.next_due_at is None and self._ever_had_contacts(task):
@@ -214,20 +239,83 @@ class Dispatcher:
         counts = found[1].get("contacts", {})
         return any(int(v) > 0 for k, v in counts.items() if k in ("done", "skipped"))
 
-    def _resend_stale(self, task: Task, provider: Provider, out: DispatchOutcome) -> None:
+    def _settle(self, task: Task, screened: Screened, out: DispatchOutcome) -> None:
+        """Contacts the gate stopped: skipped (do-not-call) or back in the hopper (window, cap)."""
+        if not screened.skip and not screened.defer:
+            return
+        skipped, deferred = self.store.settle_screened(task.task_id, screened.skip, screened.defer, DNC)
+        self.store.add_contact_counts(
+            task.task_id, {"released": -(skipped + deferred), "skipped": skipped, "queued": deferred}
+        )
+        out.dnc += skipped
+        out.skipped += skipped
+        out.deferred += deferred
+        for e164, _, audit in screened.skip:
+            logger.info(
+                "contact on a do-not-call list",
+                extra={"taskId": task.task_id, "phone": mask_phone(e164), "list": audit.get("dncList")},
+            )
+
+    def _withdraw_listed(
+        self, task: Task, provider: Provider, out: DispatchOutcome, inflight: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Released contacts whose number was listed since: withdrawn at the provider where it can, and
+        then skipped (`dnc`); where it cannot, the contact says so (`complianceNote`) and the task goes on."""
+        assert task.provider_task_id is not None
+        held = [i for i in inflight if i.get("state") == ContactState.RELEASED and not i.get("complianceNote")]
+        if not held:
+            return
+        now = self.clock()
+        listed = self.store.listed_numbers([str(i["e164"]) for i in held], task.task_id, now)
+        hit = {str(i.get("providerRef") or i["e164"]): i for i in held if str(i["e164"]) in listed}
+        if not hit:
+            return
+        note = None
+        try:
+            withdrawn = set(provider.cancel_contacts(task.provider_task_id, list(hit)))
+        except NotSupported:
+            withdrawn = set()
+            note = f"listed after release; {provider.key} cannot withdraw released contacts: its call may be placed"
+        except ProviderError as exc:  # asked again at the next run; releases go on meanwhile
+            logger.warning(
+                "provider refused to withdraw listed contacts",
+                extra={"taskId": task.task_id, "provider": provider.key, "code": exc.provider_code},
+            )
+            return
+        gone = [(str(i["e164"]), int(i["attempts"])) for r, i in hit.items() if r in withdrawn]
+        moved = self.store.mark_skipped(task.task_id, gone, DNC, ContactState.RELEASED)
+        self.store.add_contact_counts(task.task_id, {"released": -moved, "skipped": moved})
+        out.dnc += moved
+        out.skipped += moved
+        for ref, item in hit.items():
+            if ref not in withdrawn:
+                text = note or f"listed after release; {provider.key} did not withdraw it (dialled already?)"
+                self.store.note_compliance(task.task_id, str(item["e164"]), int(item["attempts"]), text)
+        logger.info(
+            "listed numbers withdrawn",
+            extra={"taskId": task.task_id, "withdrawn": moved, "kept": len(hit) - len(gone), "provider": provider.key},
+        )
+
+    def _resend_stale(
+        self, task: Task, provider: Provider, out: DispatchOutcome, gate: Gate, inflight: Sequence[Mapping[str, Any]]
+    ) -> None:
         """Contacts left `releasing` by a run that lost its answer: send them again, same release key."""
         limit = (self.clock() - timedelta(seconds=STALE_RELEASE_SECONDS)).isoformat()
         stale = [
-            i
-            for i in self.store.inflight(provider.key, task.task_id)
+            dict(i)
+            for i in inflight
             if i.get("state") == ContactState.RELEASING and str(i.get("releasedAt", "")) < limit
         ]
         if not stale:
             return
         logger.info("sending again releases whose answer was lost", extra={"taskId": task.task_id, "n": len(stale)})
-        wave = self._send(task, provider, stale)
+        screened = gate.screen(stale, self.clock())
+        self._settle(task, screened, out)
+        if not screened.send:
+            return
+        wave = self._send(task, provider, screened.send)
         out.resent += len(wave.released) + len(wave.skipped)
-        self._record(task, wave, out, counted=True)
+        self._record(task, wave, out, counted=True, audits=screened.audits)
 
     def _send(self, task: Task, provider: Provider, contacts: Sequence[Mapping[str, Any]]) -> _Wave:
         assert task.provider_task_id is not None
@@ -264,8 +352,16 @@ class Dispatcher:
                     wave.skipped.append((e164, attempt, f"provider_rejected: {answer.reason or 'refused'}"))
         return wave
 
-    def _record(self, task: Task, wave: _Wave, out: DispatchOutcome, *, counted: bool = False) -> None:
-        self.store.mark_released(task.task_id, wave.released)
+    def _record(
+        self,
+        task: Task,
+        wave: _Wave,
+        out: DispatchOutcome,
+        *,
+        counted: bool = False,
+        audits: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.store.mark_released(task.task_id, wave.released, audits)
         skipped = 0
         for reason in {r for _, _, r in wave.skipped}:
             skipped += self.store.mark_skipped(
@@ -275,6 +371,7 @@ class Dispatcher:
         if wave.requeue:
             due = self.clock() + timedelta(seconds=REFUSED_BATCH_DELAY_SECONDS)
             requeued = self.store.requeue(task.task_id, wave.requeue, due, wave.error or "refused")
+            self._give_back(task, wave.requeue)
         if wave.unanswered:
             self.store.note_release_error(task.task_id, wave.unanswered, wave.error or "no answer for this contact")
         self.store.add_contact_counts(
@@ -311,7 +408,13 @@ class Dispatcher:
         due = datetime.fromisoformat(first) if first else self.clock()
         moved = self.store.requeue(task.task_id, back, due, None, state=ContactState.RELEASED)
         self.store.add_contact_counts(task.task_id, {"released": -moved, "queued": moved})
+        self._give_back(task, back)
         return moved
+
+    def _give_back(self, task: Task, contacts: Sequence[tuple[str, int]]) -> None:
+        """Releases that did not happen (refused batch, withdrawn before dialling) do not count on the
+        numbers' frequency caps."""
+        _parallel(lambda c: self.store.give_back_attempt(c[0], release_key(task.task_id, c[0], c[1])), contacts)
 
 
 # ---------------------------------------------------------------- results

@@ -4,12 +4,21 @@ and what providers take and give. JSON is camelCase; Python attributes are snake
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from outcall import limits
@@ -131,6 +140,88 @@ class RetryPolicy(InputModel):
     outcomes: dict[RetryOutcome, RetryRule] = Field(default_factory=dict)
 
 
+# ---------------------------------------------------------------- compliance (README "Compliance")
+
+ALL_DAYS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7)
+DEFAULT_MARGIN_MINUTES = 10
+MAX_CAP_WINDOW_HOURS = 31 * 24
+
+
+def minutes_of(text: str) -> int:
+    """ "HH:MM" -> minutes from midnight."""
+    hours, minutes = text.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class Hours(InputModel):
+    """Opening hours on some weekdays, in the callee's local time; `end` may be 24:00."""
+
+    days: list[int] = Field(default_factory=lambda: list(ALL_DAYS), description="ISO weekdays, 1=Monday")
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM")
+    end: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$", description="HH:MM, after start")
+
+    @field_validator("days")
+    @classmethod
+    def _iso_days(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 1 or d > 7 for d in value):
+            raise ValueError("days are ISO weekdays 1 (Monday) to 7 (Sunday), at least one")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Hours:
+        if minutes_of(self.end) <= minutes_of(self.start):
+            raise ValueError("end must be after start (a window does not cross midnight: give two)")
+        return self
+
+
+class WindowPolicy(InputModel):
+    """A task's calling window (README "Compliance")."""
+
+    hours: list[Hours] | None = Field(
+        None, description="weekly hours for every callee (default: the region's preset, else 09:00-20:00)"
+    )
+    regions: dict[str, list[Hours]] = Field(
+        default_factory=dict, description="hours per ISO region (e.g. US); must lie within the region's preset"
+    )
+    restricted_dates: list[date] = Field(default_factory=list, description="no calls on these local dates")
+    margin_minutes: int = Field(
+        DEFAULT_MARGIN_MINUTES, ge=0, le=240, description="released only while the window stays open this long"
+    )
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, value: dict[str, list[Hours]]) -> dict[str, list[Hours]]:
+        out = {}
+        for region, hours in value.items():
+            if len(region) != 2 or not region.isalpha():
+                raise ValueError(f"{region!r} is not an ISO 3166 region code")
+            out[region.upper()] = hours
+        return out
+
+
+class CapRule(InputModel):
+    attempts: int = Field(ge=1, le=1000, description="releases of one number allowed in the window")
+    window_hours: int = Field(
+        ge=1, le=MAX_CAP_WINDOW_HOURS, description="the rolling window, in hours (at most 31 days)"
+    )
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(hours=self.window_hours)
+
+    def label(self) -> str:
+        return f"{self.attempts}/{self.window_hours}h"
+
+
+class CompliancePolicy(InputModel):
+    """A task's compliance rules beyond the do-not-call lists (which hold for every task): its calling
+    window in the callee's local time (outcall.windows) and its frequency caps (outcall.caps). A task
+    with this object is held to the region presets and the account's caps; `caps` adds stricter ones."""
+
+    window: WindowPolicy = Field(default_factory=lambda: WindowPolicy.model_validate({}))
+    caps: list[CapRule] = Field(default_factory=list, max_length=10, description="stricter caps for this task")
+
+
 class TaskSettings(InputModel):
     caller_ids: list[CallerId] = Field(default_factory=list, max_length=limits.MAX_CALLER_IDS)
     concurrency: int = Field(1, ge=1, le=1000)
@@ -156,6 +247,9 @@ class TaskSettings(InputModel):
         False, description="let the provider redial by its own rules too (off: outcall decides every retry)"
     )
     calling_window: CallingWindow | None = None
+    compliance: CompliancePolicy | None = Field(
+        None, description="calling windows in the callee's local time and frequency caps (README: Compliance)"
+    )
     auto_start_at: datetime | None = None
     auto_stop_at: datetime | None = None
     provider_options: ProviderOptions = Field(default_factory=dict)
@@ -242,6 +336,11 @@ class Contact(Model):
     outcome_counts: dict[str, int] = Field(default_factory=dict, description="ended calls by outcome")
     call_status: CallStatus | None = None
     call_record_id: str | None = None
+    compliance: dict[str, Any] | None = Field(
+        default=None, description="the latest compliance decision: released, deferred or skipped, and why"
+    )
+    compliance_log: list[dict[str, Any]] = Field(default_factory=list, description="every compliance decision")
+    compliance_note: str | None = Field(default=None, description="listed after release: what was done")
     created_at: datetime
     updated_at: datetime
 
@@ -411,6 +510,9 @@ class Meeting(Model):
     provider: ProviderKey = "quanshi"
     caller_id: str | None = None
     duration_minutes: int = Field(120, description="the meeting ends this long after its start")
+    compliance: bool = Field(
+        False, description="hold callees to calling windows and the account's frequency caps (do-not-call always)"
+    )
     status: MeetingStatus = "scheduled"
     revision: int = 1
     started_at: datetime | None = None

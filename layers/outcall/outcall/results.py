@@ -258,10 +258,12 @@ def record_event(
     *,
     task_cache: dict[tuple[str, str], str | None] | None = None,
     ended: set[str] | None = None,
+    opt_out_intents: frozenset[str] = frozenset(),
 ) -> Outcome:
     """Apply one CallEvent: the call record, the task's counts, the call's history, and the task's
     contact (dispatch.on_call_event). A task whose contact's attempt ended is added to `ended`: its
-    dispatcher has room for more."""
+    dispatcher has room for more. An event with one of `opt_out_intents` (the provider's
+    `optOutIntents` setting) puts its number on the account's do-not-call list (outcall.dnc)."""
     task_id: str | None = None
     if event.provider_task_id:
         cache_key = (event.provider, event.provider_task_id)
@@ -298,6 +300,12 @@ def record_event(
     outcome: Outcome = store.upsert_call(  # type: ignore[assignment]
         record.dump(), replaces=_lower_ranks(event.status), count_as=event.status if final else None
     )
+    # before the contact moves: a retry it gets is never released
+    opted = sorted(i for i in event.intents if i.strip().lower() in opt_out_intents)
+    if opted and event.phone:
+        from outcall.dnc import DncService
+
+        DncService(store).opt_out(event.phone, event.provider, opted[0])
     if task_id and event.phone and outcome != "kept":
         from outcall.dispatch import on_call_event  # the dialing engine: only when a contact moves
 
@@ -341,7 +349,10 @@ LifecycleHandler = Callable[[TaskLifecycleEvent], object]
 
 
 def process_events(
-    store: Store, events: list[CallEvent | TaskLifecycleEvent], on_lifecycle: LifecycleHandler | None = None
+    store: Store,
+    events: list[CallEvent | TaskLifecycleEvent],
+    on_lifecycle: LifecycleHandler | None = None,
+    opt_out_intents: frozenset[str] = frozenset(),
 ) -> ProcessOutcome:
     """Call events become call records; lifecycle events (a meeting began, ended, moved) go to
     `on_lifecycle` first (its actions are idempotent, so a retried push is safe) and are kept."""
@@ -350,7 +361,7 @@ def process_events(
     ended: set[str] = set()
     for event in events:
         if isinstance(event, CallEvent):
-            result = record_event(store, event, task_cache=cache, ended=ended)
+            result = record_event(store, event, task_cache=cache, ended=ended, opt_out_intents=opt_out_intents)
             outcome.calls[result] = outcome.calls.get(result, 0) + 1
         else:
             if on_lifecycle is not None:
@@ -371,9 +382,15 @@ def process_push(
     push = StoredPush.model_validate(item)
     provider = providers(push.provider)
     events = provider.parse_webhook(push.headers, push.raw_body(), push.kind)
-    outcome = process_events(store, events, on_lifecycle)
+    outcome = process_events(store, events, on_lifecycle, _opt_outs(provider))
     store.mark_push(push.push_id, "processedAt")
     return outcome
+
+
+def _opt_outs(provider: Provider) -> frozenset[str]:
+    from outcall.dnc import opt_out_intents
+
+    return opt_out_intents(dict(provider.settings))
 
 
 # ---------------------------------------------------------------- polling
@@ -400,7 +417,7 @@ def poll_provider(
             logger.warning("poll failed; cursor kept", extra={"provider": provider.key, "error": outcome.error})
             break
         for event in page.events:
-            result = record_event(store, event, task_cache=cache, ended=ended)
+            result = record_event(store, event, task_cache=cache, ended=ended, opt_out_intents=_opt_outs(provider))
             outcome.outcomes[result] = outcome.outcomes.get(result, 0) + 1
         outcome.events += len(page.events)
         outcome.pages += 1

@@ -32,10 +32,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from outcall import limits
+from outcall.compliance import validate_settings as validate_compliance
 from outcall.errors import Conflict, NotFound, NotSupported, ProviderError, Unprocessable
 from outcall.models import (
     CallerId,
     CallingWindow,
+    CompliancePolicy,
     InputModel,
     Model,
     ProviderKey,
@@ -99,6 +101,7 @@ class TaskSettingsPatch(InputModel):
     ring_timeout_seconds: int | None = Field(None, ge=5, le=120)
     retry: RetryStrategy | None = None
     calling_window: CallingWindow | None = None
+    compliance: CompliancePolicy | None = None
     auto_start_at: datetime | None = None
     auto_stop_at: datetime | None = None
     provider_options: ProviderOptions | None = None
@@ -128,7 +131,7 @@ class HopperView(Model):
     queued: int = Field(0, description="contacts waiting to be released (due now or later)")
     released: int = Field(0, description="contacts at the provider whose call has not ended")
     done: dict[str, int] = Field(default_factory=dict, description="contacts done, by the outcome of their last call")
-    skipped: int = Field(0, description="contacts never released (the provider refused them)")
+    skipped: int = Field(0, description="contacts never released (the provider refused them, or a do-not-call list)")
     hopper_level: int = Field(description="at most this many released and not finished")
     release_mode: str
     next_release_at: datetime | None = Field(
@@ -594,6 +597,7 @@ class TaskService:
         self._check_type(provider, request.type)
         validate_provider_options(provider.key, request.settings.provider_options)
         validate_auto_times(request.settings)
+        validate_compliance(request.settings)
         now = utcnow()
         task = Task(
             task_id=new_task_id(),
@@ -650,6 +654,7 @@ class TaskService:
         provider = self._task_provider(current.provider)
         validate_provider_options(provider.key, settings.provider_options)
         validate_auto_times(settings, changed=set(patch))
+        validate_compliance(settings)
         updated = current.model_copy(update={"name": request.name or current.name, "settings": settings})
         claimed = self._claim(current, "update")
         try:

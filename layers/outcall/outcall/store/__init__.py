@@ -23,6 +23,13 @@ One table, keys `pk`/`sk`, one GSI (`gsi1pk`/`gsi1sk`) and a TTL attribute `expi
 | meeting       | MEETING#<eventId>   | MEETING             | -             | -                     |
 | meeting callee| MEETING#<eventId>   | CALLEE#<e164>       | -             | -                     |
 | meeting sched.| MEETING#<eventId>   | SCHEDULE#<dueAt>    | -             | -                     |
+| do-not-call   | DNC#ACCOUNT or DNC#TASK#<taskId> | NUMBER#<e164> | -    | -                     |
+| attempt log   | CAP#<e164>          | ATTEMPTS            | -             | -                     |
+
+Compliance (store/dnc.py, store/caps.py). Do-not-call entries are one partition per list (the
+account's, or a task's); `expiresAt` is their TTL and is checked at every read, since TTL deletes late.
+A number's attempt log (release key -> time, for the frequency caps) is one item per number for every
+task and provider, written on the condition that its `version` did not change since it was read.
 
 Each kind of item has its module in this package (tokens, imports, tasks, ...), a mixin of
 `Store`; later capabilities add theirs the same way.
@@ -70,7 +77,9 @@ from functools import lru_cache
 
 from outcall.store.base import GSI1, StoreBase, decode_page_token, encode_page_token, utcnow
 from outcall.store.calls import CallItems
+from outcall.store.caps import CapItems
 from outcall.store.contacts import ContactItems
+from outcall.store.dnc import DncItems
 from outcall.store.hopper import HopperItems
 from outcall.store.imports import ImportItems
 from outcall.store.meetings import MeetingItems
@@ -89,7 +98,7 @@ __all__ = [
 ]
 
 
-class Store(TokenItems, ImportItems, ContactItems, HopperItems, TaskItems, MeetingItems, CallItems):
+class Store(TokenItems, ImportItems, ContactItems, HopperItems, TaskItems, MeetingItems, CallItems, DncItems, CapItems):
     """Every item of the table, one mixin per kind of item."""
 
 

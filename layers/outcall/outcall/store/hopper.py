@@ -14,6 +14,10 @@ dispatcher and a late result) can never both move one contact: a contact is rele
 The task's counts item keeps `contacts.<state>` (added once per wave, not per contact) for `GET /tasks/{id}`;
 the dispatcher's decisions (room in the hopper, the account's cap, completion) read the views themselves.
 
+The compliance gate (outcall.compliance) moves claimed contacts back from `releasing` with their attempt
+not spent (`settle_screened`): `skipped` (`dnc`) or `queued` again, due at their window's next opening or
+when their cap frees; each decision is appended to the contact's `complianceLog`.
+
 Pacing of a provider account: `PROVIDER#<p>` / `DISPATCH` is a lease held by the one dispatcher working
 that account's tasks (so the account's in-flight cap and releases per minute are checked and spent by one
 writer at a time), and `PROVIDER#<p>` / `PACE#<minute>` counts the releases of one UTC minute.
@@ -30,7 +34,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from outcall.models import ContactState
-from outcall.store.base import GSI1, StoreBase, _is_conditional_failure, _plain, utcnow
+from outcall.store.base import GSI1, StoreBase, _dynamo, _is_conditional_failure, _plain, utcnow
 from outcall.store.contacts import _parallel, hopper_pk, hopper_sk, inflight_pk, inflight_sk
 from outcall.store.imports import task_counts_update
 
@@ -105,6 +109,7 @@ class HopperItems(StoreBase):
         sets: Mapping[str, Any],
         removes: Sequence[str] = (),
         adds: Mapping[str, int] | None = None,
+        appends: Mapping[str, list[Any]] | None = None,
     ) -> dict[str, Any] | None:
         """One conditional move of a contact; its new item, or None when it was not in a state
         expected at that attempt (another mover was first)."""
@@ -115,8 +120,13 @@ class HopperItems(StoreBase):
         parts = []
         for i, (attr, value) in enumerate({**sets, "updatedAt": utcnow().isoformat()}.items()):
             names[f"#s{i}"] = attr
-            values[f":s{i}"] = str(value) if isinstance(value, ContactState) else value
+            values[f":s{i}"] = str(value) if isinstance(value, ContactState) else _dynamo(value)
             parts.append(f"#s{i} = :s{i}")
+        for i, (attr, more) in enumerate((appends or {}).items()):
+            names[f"#l{i}"] = attr
+            values[f":l{i}"] = _dynamo(more)
+            values[":nothing"] = []
+            parts.append(f"#l{i} = list_append(if_not_exists(#l{i}, :nothing), :l{i})")
         expression = "SET " + ", ".join(parts)
         if removes:
             for i, attr in enumerate(removes):
@@ -170,18 +180,33 @@ class HopperItems(StoreBase):
 
         return [c for c in _parallel(claim, contacts) if c is not None]
 
-    def mark_released(self, task_id: str, contacts: Sequence[tuple[str, int, str | None]]) -> int:
-        """(e164, attempt, provider ref): the provider has them. Returns how many moved."""
+    def mark_released(
+        self,
+        task_id: str,
+        contacts: Sequence[tuple[str, int, str | None]],
+        audits: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
+        """(e164, attempt, provider ref): the provider has them; `audits` the compliance decision of each
+        (by number). Returns how many moved."""
 
         def mark(entry: tuple[str, int, str | None]) -> bool:
             e164, attempt, ref = entry
             sets: dict[str, Any] = {"state": ContactState.RELEASED}
             if ref:
                 sets["providerRef"] = ref
-            return (
-                self._move(task_id, e164, expect_state=[ContactState.RELEASING], expect_attempts=attempt, sets=sets)
-                is not None
+            audit = (audits or {}).get(e164)
+            if audit is not None:
+                sets["compliance"] = dict(audit)
+            appends = {"complianceLog": [dict(audit)]} if audit is not None else None
+            moved = self._move(
+                task_id,
+                e164,
+                expect_state=[ContactState.RELEASING],
+                expect_attempts=attempt,
+                sets=sets,
+                appends=appends,
             )
+            return moved is not None
 
         return sum(_parallel(mark, contacts))
 
@@ -236,6 +261,72 @@ class HopperItems(StoreBase):
             return moved is not None
 
         return sum(_parallel(move, contacts))
+
+    def settle_screened(
+        self,
+        task_id: str,
+        skips: Sequence[tuple[str, int, Mapping[str, Any]]],
+        defers: Sequence[tuple[str, int, datetime, Mapping[str, Any]]],
+        skip_reason: str,
+    ) -> tuple[int, int]:
+        """Claimed contacts the compliance gate stopped (outcall.compliance), back from `releasing` with
+        their attempt not spent: `skips` (e164, attempt, decision) leave the engine `skipped` with
+        `skip_reason`; `defers` (e164, attempt, due, decision) wait `queued` again, due then. Returns
+        (skipped, deferred) moved."""
+        released = ["releaseKey", "releasedAt", "providerRef"]
+
+        def skip(entry: tuple[str, int, Mapping[str, Any]]) -> bool:
+            e164, attempt, audit = entry
+            sets = {
+                "state": ContactState.SKIPPED,
+                "attempts": attempt - 1,
+                "skipReason": skip_reason,
+                "compliance": dict(audit),
+            }
+            moved = self._move(
+                task_id,
+                e164,
+                expect_state=[ContactState.RELEASING],
+                expect_attempts=attempt,
+                sets=sets,
+                removes=["gsi1pk", "gsi1sk", "dueAt", *released],
+                appends={"complianceLog": [dict(audit)]},
+            )
+            return moved is not None
+
+        def defer(entry: tuple[str, int, datetime, Mapping[str, Any]]) -> bool:
+            e164, attempt, due, audit = entry
+            stamp = due.isoformat()
+            sets = {
+                "state": ContactState.QUEUED,
+                "attempts": attempt - 1,
+                "dueAt": stamp,
+                "gsi1pk": hopper_pk(task_id),
+                "gsi1sk": hopper_sk(stamp, e164),
+                "compliance": dict(audit),
+            }
+            moved = self._move(
+                task_id,
+                e164,
+                expect_state=[ContactState.RELEASING],
+                expect_attempts=attempt,
+                sets=sets,
+                removes=released,
+                appends={"complianceLog": [dict(audit)]},
+            )
+            return moved is not None
+
+        return sum(_parallel(skip, skips)), sum(_parallel(defer, defers))
+
+    def note_compliance(self, task_id: str, e164: str, attempt: int, note: str) -> None:
+        """A released contact whose number was listed and could not be withdrawn: say so on it."""
+        self._move(
+            task_id,
+            e164,
+            expect_state=[ContactState.RELEASED, ContactState.RELEASING],
+            expect_attempts=attempt,
+            sets={"complianceNote": note[:500]},
+        )
 
     def note_release_error(self, task_id: str, contacts: Sequence[tuple[str, int]], error: str) -> None:
         """A release whose answer never came: the contacts stay `releasing` (the provider may have
