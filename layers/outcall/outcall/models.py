@@ -40,7 +40,8 @@ ImportStatus = Literal["waiting", "queued", "running", "completed", "partial", "
 
 def _iso_only(value: Any) -> Any:
     """pydantic reads a number (`0`, `"0.5"`) as a Unix time; the API takes ISO 8601 only."""
-    if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+(\.\d*)?\s*", value)):
+    number = r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*"  # 0, 0.5, .5, -1.4e+16
+    if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(number, value)):
         raise ValueError("an ISO 8601 date-time, e.g. 2030-01-01T09:00:00+08:00")
     return value
 
