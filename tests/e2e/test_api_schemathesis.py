@@ -11,7 +11,11 @@ Two of schemathesis' checks are left out, each for a reason of the API, not of t
   (an ID that does not exist, a start time in the past, a nextToken this API never gave out), and
   the answer is then a documented 404/409/422;
 - unsupported_method: a method no route has (TRACE /tasks) is 404, as API Gateway answers it, not
-  the 405 that check expects."""
+  the 405 that check expects.
+
+An error raised inside schemathesis' own coverage generator (not an answer of the API: no request was
+sent; seen with 4.32.5 on POST /tasks, `drop_negatives_any_draft_admits`) does not fail the test; any
+failure that comes from an answer does."""
 
 from __future__ import annotations
 
@@ -71,9 +75,32 @@ def test_the_api_answers_as_its_document_says(local_stack: Any, tmp_path: Path) 
     )
     took = time.monotonic() - started
     output = run.stdout + run.stderr
-    assert run.returncode == 0, f"schemathesis found failures ({took:.0f} s):\n{output[-20000:]}"
+    failures = _failures(report)
+    found = [name for name, text in failures if not _generator_error(text)]
+    assert run.returncode == 0 or (failures and not found), (
+        f"schemathesis found failures ({took:.0f} s):\n{output[-20000:]}"
+    )
     # every operation of the document was tried (schemathesis leaves out the document's own URL)
     paths = local_stack.get("/openapi.json").json()["paths"]
     documented = {f"{method.upper()} {path}" for path, ops in paths.items() for method in ops}
     tested = set(re.findall(r'<testcase[^>]*name="([^"]+)"', report.read_text()))
     assert tested == documented - {"GET /openapi.json"}, sorted(documented ^ tested)
+
+
+def _failures(report: Path) -> list[tuple[str, str]]:
+    """(operation, text) of every failure or error in the JUnit report."""
+    import xml.etree.ElementTree as ET
+
+    if not report.exists():
+        return []
+    found = []
+    for case in ET.parse(report).iter("testcase"):
+        for child in case:
+            if child.tag in ("failure", "error"):
+                found.append((str(case.get("name")), (child.get("message") or "") + (child.text or "")))
+    return found
+
+
+def _generator_error(text: str) -> bool:
+    """schemathesis failed while making a case, before any request: its bug, not the API's answer."""
+    return "Runtime Error" in text and "/schemathesis/specs/openapi/coverage/" in text
