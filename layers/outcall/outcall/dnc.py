@@ -22,7 +22,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, field_validator
 
 from outcall.errors import NotFound, Unprocessable
-from outcall.models import InputModel, Model
+from outcall.models import InputModel, IsoDateTime, Model, Region
 from outcall.observability import logger, mask_phone
 from outcall.store import Store, utcnow
 from outcall.store.dnc import ACCOUNT, task_list
@@ -49,10 +49,8 @@ DncSource = Literal["api", "import", "provider-opt-out"]
 class AddDncRequest(InputModel):
     numbers: list[str] = Field(min_length=1, max_length=MAX_NUMBERS_PER_REQUEST, description="numbers to list")
     reason: str | None = Field(default=None, max_length=500)
-    expires_at: datetime | None = Field(default=None, description="the entry ends then (ISO 8601 with an offset)")
-    default_region: str = Field(
-        "CN", pattern="^[A-Za-z]{2}$", description="ISO 3166 region of numbers given without a country code"
-    )
+    expires_at: IsoDateTime | None = Field(default=None, description="the entry ends then (ISO 8601 with an offset)")
+    default_region: Region = Field("CN", description="ISO 3166 region of numbers given without a country code")
 
     @field_validator("numbers")
     @classmethod
