@@ -23,12 +23,27 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A stack of its own: the run writes whatever the document allows (do-not-call entries of the
+    examples' numbers, tasks up to the account's limit), which the other e2e tests must not see."""
+    from tests.e2e.conftest import start_stack, stop_stack
+
+    proc, stack = start_stack(tmp_path_factory.mktemp("schemathesis") / "stack.log")
+    try:
+        yield stack
+    finally:
+        stop_stack(proc)
+
 
 EXAMPLES_PER_OPERATION = 5
 TIME_BUDGET_SECONDS = 60
