@@ -30,6 +30,7 @@ from outcall.dnc import (
     DncPage,
     DncService,
 )
+from outcall.engine import Engine, build_engine
 from outcall.idempotency import once_per_key
 from outcall.models import ProviderKey, Task, TaskStatus
 from outcall.observability import logger, metrics, tracer
@@ -79,8 +80,14 @@ def _copy_contacts(source_task_id: str, task_id: str) -> str:
     return importer.clone_contacts(source_task_id, task_id).import_id
 
 
+def engine() -> Engine:
+    return build_engine(
+        default_store(), _provider, schedules=TaskSchedules(), copy_contacts=_copy_contacts, dispatch=_dispatch_now
+    )
+
+
 def dispatcher() -> Dispatcher:
-    return Dispatcher(default_store(), _provider, complete=lambda task_id: service().complete(task_id))
+    return engine().dispatcher
 
 
 def _dispatch_now(task_id: str) -> None:
@@ -92,14 +99,7 @@ def _dispatch_now(task_id: str) -> None:
 
 
 def service() -> TaskService:
-    return TaskService(
-        default_store(),
-        _provider,
-        TaskSchedules(),
-        _copy_contacts,
-        dispatch=_dispatch_now,
-        withdraw=lambda task, provider: dispatcher().withdraw(task, provider),
-    )
+    return engine().tasks
 
 
 def _create_once(idempotency_key: str, request: CreateTaskRequest) -> Task:

@@ -18,6 +18,7 @@ from outcall.compliance import Gate, forecast
 from outcall.contacts import add_rows
 from outcall.dispatch import Dispatcher
 from outcall.dnc import opt_out_intents
+from outcall.engine import build_engine
 from outcall.errors import NotSupported, ProviderError, Unprocessable
 from outcall.models import CallEvent, CapRule, Task, TaskSettings
 from outcall.results import record_event
@@ -101,17 +102,8 @@ def make_task(store: Store, provider: RecordingProvider, numbers: Sequence[str],
 
 
 def engine(store: Store, provider: RecordingProvider, clock: Clock) -> tuple[TaskService, Dispatcher]:
-    holder: dict[str, TaskService] = {}
-    dispatcher = Dispatcher(
-        store,
-        lambda key: provider,
-        complete=lambda tid: holder["s"].complete(tid),
-        clock=clock,
-        gate=lambda s, t: Gate(s, t, CAPS),
-    )
-    svc = TaskService(store, lambda key: provider, None, None, dispatch=dispatcher.run, withdraw=dispatcher.withdraw)
-    holder["s"] = svc
-    return svc, dispatcher
+    built = build_engine(store, lambda key: provider, clock=clock, gate=lambda s, t: Gate(s, t, CAPS))
+    return built.tasks, built.dispatcher
 
 
 def end_calls(

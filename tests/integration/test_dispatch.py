@@ -13,6 +13,7 @@ import pytest
 from outcall.calllists import process_records
 from outcall.contacts import add_rows
 from outcall.dispatch import Dispatcher, on_call_event, retry_decision
+from outcall.engine import build_engine
 from outcall.errors import ProviderError
 from outcall.models import CallEvent, ContactOutcome, ContactSpec, RetryPolicy, RetryRule, Task, TaskSettings
 from outcall.providers.base import Capabilities, Provider, ProviderLimits
@@ -122,11 +123,8 @@ def store(aws: Any) -> Store:
 
 
 def service(store: Store, provider: RecordingProvider, clock: Clock) -> tuple[TaskService, Dispatcher]:
-    holder: dict[str, TaskService] = {}
-    dispatcher = Dispatcher(store, lambda key: provider, complete=lambda tid: holder["s"].complete(tid), clock=clock)
-    svc = TaskService(store, lambda key: provider, None, None, dispatch=dispatcher.run, withdraw=dispatcher.withdraw)
-    holder["s"] = svc
-    return svc, dispatcher
+    engine = build_engine(store, lambda key: provider, clock=clock)
+    return engine.tasks, engine.dispatcher
 
 
 def finish_all(store: Store, task: Task, provider: RecordingProvider, status: str, clock: Clock) -> int:
@@ -203,6 +201,51 @@ def test_a_paused_task_releases_nothing_and_withdraws_what_the_provider_holds(st
     svc.transition(task.task_id, "start")
     contact = store.get_contact(task.task_id, numbers(30)[0])
     assert contact is not None and contact["attempts"] == 1 and contact["state"] == "released"
+
+
+def test_a_pause_between_the_runs_status_read_and_its_claim_sends_nothing(store: Store) -> None:
+    provider, clock = RecordingProvider(), Clock()
+    task = make_task(store, provider, 30, hopperLevel=10)
+    _svc, dispatcher = service(store, provider, clock)
+    store.finish_task(task.task_id, task.version, {"status": "running"})
+    claim = store.claim_releases
+
+    def pause_then_claim(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        current = store.get_task(task.task_id)
+        assert current is not None
+        store.finish_task(task.task_id, current.version, {"status": "paused"})  # the pause lands here
+        return claim(*args, **kwargs)
+
+    store.claim_releases = pause_then_claim  # type: ignore[method-assign]
+    assert dispatcher.run(task.task_id).status == "not-running"
+    assert provider.calls == []
+    assert states(store, task) == {"queued": 30}
+    assert all(c["attempts"] == 0 for c in store.iter_contacts(task.task_id))  # no attempt spent
+    counts = store.get_task_with_counts(task.task_id)[1]  # type: ignore[index]
+    assert counts["contacts"]["queued"] == 30 and counts["contacts"]["released"] == 0
+
+
+def test_a_pause_while_a_wave_is_sent_waits_for_it_and_withdraws_it(store: Store) -> None:
+    provider, clock = RecordingProvider(), Clock()
+    task = make_task(store, provider, 30, hopperLevel=10)
+    svc, dispatcher = service(store, provider, clock)
+    store.finish_task(task.task_id, task.version, {"status": "running"})
+    send = provider.add_contacts
+    pausing: list[threading.Thread] = []
+
+    def pause_during_send(ptid: str, contacts: Sequence[ContactSpec]) -> list[ContactOutcome]:
+        if not pausing:  # the user pauses while the provider takes the wave
+            pausing.append(threading.Thread(target=svc.transition, args=(task.task_id, "pause")))
+            pausing[0].start()
+            threading.Event().wait(0.5)
+        return send(ptid, contacts)
+
+    provider.add_contacts = pause_during_send  # type: ignore[method-assign]
+    dispatcher.run(task.task_id)
+    pausing[0].join(20)
+    assert store.get_task(task.task_id).status == "paused"  # type: ignore[union-attr]
+    assert len(provider.held) == 10 and sorted(provider.canceled) == sorted(provider.held)  # read after the send
+    assert states(store, task) == {"queued": 30}
 
 
 # ---------------------------------------------------------------- once per attempt

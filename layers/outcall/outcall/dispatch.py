@@ -31,7 +31,9 @@ every provider.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -58,6 +60,7 @@ from outcall.store.contacts import _parallel
 from outcall.store.hopper import release_key
 
 LEASE_SECONDS: Final = 120
+QUIET_WAIT_SECONDS: Final = 10.0  # how long a pause or stop waits for a wave under way to end
 STALE_RELEASE_SECONDS: Final = 120  # a `releasing` contact this old lost its answer: send it again
 REFUSED_BATCH_DELAY_SECONDS: Final = 300  # a batch the provider refused as a whole is due again after this
 MAX_RELEASES_PER_RUN: Final = 5000  # one run's share; the next trigger carries on
@@ -189,18 +192,13 @@ class Dispatcher:
         held = self.store.inflight(provider.key, task.task_id)
         self._withdraw_listed(task, provider, out, held)
         self._resend_stale(task, provider, out, gate, held)
-        level = hopper_level(task)
-        max_in_flight, per_minute = account_caps(provider)
         decisions = 0
         while out.released + out.resent < MAX_RELEASES_PER_RUN and decisions < MAX_DECISIONS_PER_RUN and not out.errors:
+            if not self._still_running(task.task_id):
+                out.status = "not-running"
+                return out
             now = self.clock()
-            task_in_flight = self.store.count_inflight(provider.key, task.task_id)
-            room = level - task_in_flight
-            if max_in_flight is not None:
-                room = min(room, max_in_flight - self.store.count_inflight(provider.key))
-            if per_minute is not None:
-                room = min(room, per_minute - self.store.releases_this_minute(provider.key, now))
-            room = min(room, MAX_RELEASES_PER_RUN - out.released)
+            room = min(self._room(task, provider, now), MAX_RELEASES_PER_RUN - out.released)
             if room <= 0:
                 break
             due = self.store.due_contacts(task.task_id, now, room)
@@ -211,6 +209,10 @@ class Dispatcher:
                 break
             decisions += len(claimed)
             self.store.add_contact_counts(task.task_id, {"queued": -len(claimed), "released": len(claimed)})
+            if not self._still_running(task.task_id):  # paused or stopped while this wave was claimed
+                self._unclaim(task, claimed)
+                out.status = "not-running"
+                return out
             screened = gate.screen(claimed, now)
             self._settle(task, screened, out)
             if not screened.send:
@@ -231,6 +233,50 @@ class Dispatcher:
             extra={k: v for k, v in out.dump().items() if k != "errors"} | {"provider": provider.key},
         )
         return out
+
+    def _room(self, task: Task, provider: Provider, now: datetime) -> int:
+        """How many the next wave may release: under the task's hopper level and the account's caps."""
+        room = hopper_level(task) - self.store.count_inflight(provider.key, task.task_id)
+        max_in_flight, per_minute = account_caps(provider)
+        if max_in_flight is not None:
+            room = min(room, max_in_flight - self.store.count_inflight(provider.key))
+        if per_minute is not None:
+            room = min(room, per_minute - self.store.releases_this_minute(provider.key, now))
+        return room
+
+    def _still_running(self, task_id: str) -> bool:
+        """Read before every wave and again after its claim: a pause or stop ends releases at once,
+        not at the end of a run."""
+        current = self.store.get_task(task_id)
+        return current is not None and current.status == "running"
+
+    def _unclaim(self, task: Task, claimed: Sequence[Mapping[str, Any]]) -> None:
+        """Claimed contacts of a task that stopped running meanwhile: back in line, attempt not spent."""
+        keys = [(str(c["e164"]), int(c["attempts"])) for c in claimed]
+        first = min((str(c.get("dueAt") or "") for c in claimed), default="")
+        due = datetime.fromisoformat(first) if first else self.clock()
+        moved = self.store.requeue(task.task_id, keys, due, None)
+        self.store.add_contact_counts(task.task_id, {"released": -moved, "queued": moved})
+
+    @contextmanager
+    def quiet(self, provider_key: str) -> Iterator[bool]:
+        """Hold the account's lease while a pause or stop tells the provider (TaskService), waiting up
+        to QUIET_WAIT_SECONDS for a run under way, which ends after its current wave once it reads the
+        new status: the provider is paused, and what it holds is read, after the last send. True when
+        held; a run that outlasts the wait is not waited for."""
+        owner = secrets.token_hex(8)
+        deadline = time.monotonic() + QUIET_WAIT_SECONDS
+        held = self.store.take_dispatch_lease(provider_key, owner, LEASE_SECONDS)
+        while not held and time.monotonic() < deadline:
+            time.sleep(0.2)
+            held = self.store.take_dispatch_lease(provider_key, owner, LEASE_SECONDS)
+        if not held:
+            logger.warning("a dispatch run outlasted the wait of a pause or stop", extra={"provider": provider_key})
+        try:
+            yield held
+        finally:
+            if held:
+                self.store.drop_dispatch_lease(provider_key, owner)
 
     def _ever_had_contacts(self, task: Task) -> bool:
         found = self.store.get_task_with_counts(task.task_id)

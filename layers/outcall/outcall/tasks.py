@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, Protocol
 
@@ -513,18 +514,21 @@ class TaskService:
         copy_contacts: Callable[[str, str], str] | None = None,
         dispatch: Callable[[str], object] | None = None,
         withdraw: Callable[[Task, Provider], int] | None = None,
+        quiet: Callable[[str], AbstractContextManager[object]] | None = None,
     ) -> None:
         """`copy_contacts(source task id, new task id)` starts copying contacts for a clone and
         returns the id of the import doing it; `dispatch(task id)` releases the next wave of a
         running task (dispatch.Dispatcher.run, or a message that has it run); `withdraw(task,
         provider)` cancels at the provider what it holds and has not dialled
-        (dispatch.Dispatcher.withdraw)."""
+        (dispatch.Dispatcher.withdraw); `quiet(provider key)` holds the account's releases while a
+        pause or stop tells the provider, after the wave under way (dispatch.Dispatcher.quiet)."""
         self.store = store
         self.providers = providers
         self.schedules = schedules
         self.copy_contacts = copy_contacts
         self.dispatch = dispatch
         self.withdraw = withdraw
+        self.quiet = quiet
 
     # ------------------------------------------------------------ reads
     def get(self, task_id: str) -> Task:
@@ -739,19 +743,20 @@ class TaskService:
             steps.append(("withdrawn", lambda: withdraw(task, provider)))
         note: str | None = None
         state: str | None = None
-        for name, step in steps:
-            try:
-                step()
-            except NotSupported:
-                continue
-            except ProviderError as exc:
-                note = f"{action}: the provider refused ({exc.message})"[:500]
-                logger.warning("provider refused a transition", extra={"taskId": task.task_id, "action": action})
+        with self.quiet(provider.key) if self.quiet is not None else nullcontext():
+            for name, step in steps:
+                try:
+                    step()
+                except NotSupported:
+                    continue
+                except ProviderError as exc:
+                    note = f"{action}: the provider refused ({exc.message})"[:500]
+                    logger.warning("provider refused a transition", extra={"taskId": task.task_id, "action": action})
+                    break
+                state = name if name != "withdrawn" else task.provider_state
                 break
-            state = name if name != "withdrawn" else task.provider_state
-            break
-        else:
-            note = f"{action}: {provider.key} can neither pause nor withdraw; it finishes what was released"
+            else:
+                note = f"{action}: {provider.key} can neither pause nor withdraw; it finishes what was released"
         changes = {"providerState": state or task.provider_state, "providerNote": note}
         return self.store.set_task_fields(task.task_id, changes) or task
 
