@@ -7,7 +7,7 @@ One table, keys `pk`/`sk`, one GSI (`gsi1pk`/`gsi1sk`) and a TTL attribute `expi
 | API token     | TOKEN#<sha256>      | TOKEN               | TOKENS        | <createdAt>#<name>    |
 | import job    | IMPORT#<importId>   | IMPORT              | TASK#<taskId> | IMPORT#<createdAt>    |
 | import chunk  | IMPORT#<importId>   | CHUNK#<n>           | -             | -                     |
-| contact       | CONTACTS#<taskId>   | CONTACT#<e164>      | see hopper.py | see hopper.py         |
+| contact       | CONTACTS#<taskId>#<shard> | CONTACT#<e164> | see hopper.py | see hopper.py         |
 | dispatch lease| PROVIDER#<provider> | DISPATCH            | -             | -                     |
 | releases/min  | PROVIDER#<provider> | PACE#<minute>       | -             | -                     |
 | numbers used  | PROVIDER#<provider> | NUMBERS             | -             | -                     |

@@ -1,8 +1,10 @@
 """Contact items of a task, and the number counters that keep tasks and accounts under their limits.
 
-A contact is `CONTACTS#<taskId>` / `CONTACT#<e164>`: its sort key is its number, so a task holds a
-number once, decided by DynamoDB (a conditional put), never by a read followed by a write. The
-contacts of a task live in their own partition, not in `TASK#<taskId>` (whose Query stays small).
+A contact is `CONTACTS#<taskId>#<shard>` / `CONTACT#<e164>`: the shard (0..CONTACT_SHARDS-1) is a hash of
+the number, so a number has exactly one key in a task and a task holds it once, decided by DynamoDB (a
+conditional put), never by a read followed by a write. The contacts of a task live in their own partitions,
+not in `TASK#<taskId>` (whose Query stays small), spread over CONTACT_SHARDS keys so that a large import is
+not held to one partition key's 1,000 writes per second.
 
 Numbers in use: the task's counts item holds `numbersUsed` and the provider's `PROVIDER#<p>` /
 `NUMBERS` item holds `numbers`. An import reserves room for the rows it is about to add with a
@@ -12,19 +14,32 @@ gives back what did not end up at the provider once it knows (duplicates, reject
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from outcall.models import ContactState
-from outcall.store.base import StoreBase, _dynamo, _is_conditional_failure, _plain, utcnow
+from outcall.store.base import (
+    StoreBase,
+    _dynamo,
+    _is_conditional_failure,
+    _plain,
+    decode_page_token,
+    encode_page_token,
+    utcnow,
+)
 
 WRITE_THREADS = 16  # parallel single-item writes per call (boto3 clients are thread-safe)
+# A task's contacts (and its hopper view) spread over this many partition keys: DynamoDB serves at most
+# 1,000 write units per second per partition key, so one task imports at up to 16,000 rows/s. Changing it
+# moves every contact of existing tasks: it is part of the key scheme, not a setting.
+CONTACT_SHARDS: Final = 16
 
 _deserialize = TypeDeserializer().deserialize
 T = TypeVar("T")
@@ -48,8 +63,31 @@ class Claim:
         return bool(self.previous) and self.previous.get("importId") == import_id and self.previous.get("row") == row  # type: ignore[union-attr]
 
 
-def hopper_pk(task_id: str) -> str:
-    return f"HOPPER#{task_id}"
+def contact_shard(e164: str) -> int:
+    """The shard of a task's contacts that holds a number: fixed by the number alone, so a number has
+    one item per task whichever import or worker writes it."""
+    return int.from_bytes(hashlib.blake2b(e164.encode(), digest_size=4).digest()) % CONTACT_SHARDS
+
+
+def contacts_pk(task_id: str, shard: int) -> str:
+    return f"CONTACTS#{task_id}#{shard:02d}"
+
+
+def contact_key(task_id: str, e164: str) -> dict[str, str]:
+    return {"pk": contacts_pk(task_id, contact_shard(e164)), "sk": f"CONTACT#{e164}"}
+
+
+def shard_of_pk(pk: str) -> int:
+    return int(pk.rsplit("#", 1)[1])
+
+
+def hopper_pk(task_id: str, e164: str) -> str:
+    """The hopper view of a queued contact, sharded like the contact itself."""
+    return hopper_shard_pk(task_id, contact_shard(e164))
+
+
+def hopper_shard_pk(task_id: str, shard: int) -> str:
+    return f"HOPPER#{task_id}#{shard:02d}"
 
 
 def hopper_sk(due_at: str, e164: str) -> str:
@@ -79,10 +117,6 @@ def _parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 class ContactItems(StoreBase):
     @staticmethod
-    def contacts_pk(task_id: str) -> str:
-        return f"CONTACTS#{task_id}"
-
-    @staticmethod
     def _numbers_key(provider: str) -> dict[str, str]:
         return {"pk": f"PROVIDER#{provider}", "sk": "NUMBERS"}
 
@@ -96,22 +130,21 @@ class ContactItems(StoreBase):
         the task holds its number already; one Claim per contact, in order. Parallel conditional puts:
         two imports racing for one number cannot both win it. A contact that was skipped (the provider
         refused it) is taken over."""
-        pk = self.contacts_pk(task_id)
         now = utcnow().isoformat()
 
         def claim(contact: Mapping[str, Any]) -> Claim:
+            e164 = str(contact["e164"])
             item = {
                 **_dynamo(dict(contact)),
-                "pk": pk,
-                "sk": f"CONTACT#{contact['e164']}",
+                **contact_key(task_id, e164),
                 "type": "contact",
                 "taskId": task_id,
                 "state": str(ContactState.QUEUED),
                 "attempts": 0,
                 "outcomeCounts": {},
                 "dueAt": now,
-                "gsi1pk": hopper_pk(task_id),
-                "gsi1sk": hopper_sk(now, str(contact["e164"])),
+                "gsi1pk": hopper_pk(task_id, e164),
+                "gsi1sk": hopper_sk(now, e164),
                 "createdAt": now,
                 "updatedAt": now,
             }
@@ -135,20 +168,37 @@ class ContactItems(StoreBase):
         return _parallel(claim, contacts)
 
     def get_contact(self, task_id: str, e164: str) -> dict[str, Any] | None:
-        item = self._get(self.contacts_pk(task_id), f"CONTACT#{e164}", consistent=True)
+        key = contact_key(task_id, e164)
+        item = self._get(key["pk"], key["sk"], consistent=True)
         return self._strip(item) if item else None
 
     def list_contacts(
         self, task_id: str, *, status: str | None = None, limit: int = 100, next_token: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of a task's contacts (ordered by number) and the token of the next page."""
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(self.contacts_pk(task_id)) & Key("sk").begins_with("CONTACT#"),
-        }
-        if status:
-            kwargs["FilterExpression"] = Attr("state").eq(status)
-        found, token = self._query_page(kwargs, limit, next_token, keys=("pk", "sk"))
-        return [self._strip(_plain(i)) for i in found], token
+        """One page of a task's contacts and the token of the next page. The pages go through the task's
+        shards in turn (by number within a shard): every contact once, in an order that does not change
+        between pages. The token is the key of the last contact returned, its shard included."""
+        start = decode_page_token(next_token, ("pk", "sk")) if next_token else None
+        first = shard_of_pk(str(start["pk"])) if start else 0
+        found: list[dict[str, Any]] = []
+        for shard in range(first, CONTACT_SHARDS):
+            kwargs: dict[str, Any] = {
+                "KeyConditionExpression": Key("pk").eq(contacts_pk(task_id, shard)) & Key("sk").begins_with("CONTACT#"),
+            }
+            if status:
+                kwargs["FilterExpression"] = Attr("state").eq(status)
+            token = next_token if shard == first and start else None
+            page, more = self._query_page(kwargs, limit - len(found), token, keys=("pk", "sk"))
+            found.extend(page)
+            if more is not None:
+                return [self._strip(_plain(i)) for i in found], more
+            if len(found) >= limit:  # this shard ended with the page: the next page starts after it
+                last = found[-1]
+                rest = shard + 1 < CONTACT_SHARDS
+                return [self._strip(_plain(i)) for i in found], (
+                    encode_page_token({"pk": last["pk"], "sk": last["sk"]}) if rest else None
+                )
+        return [self._strip(_plain(i)) for i in found], None
 
     def iter_contacts(self, task_id: str, *, status: str | None = None) -> Iterator[dict[str, Any]]:
         """Every contact of a task, page by page (for copying a task's contacts)."""

@@ -1,11 +1,11 @@
 """The dialing engine's items: contacts moving through the hopper, the dispatch lease and the pacing counters.
 
-A contact (`CONTACTS#<taskId>` / `CONTACT#<e164>`, see store/contacts.py) carries `state` and `attempts`,
+A contact (`CONTACTS#<taskId>#<shard>` / `CONTACT#<e164>`, see store/contacts.py) carries `state` and `attempts`,
 and while it matters to the dispatcher it sits in one of two sparse views of gsi1:
 
 | state                 | gsi1pk                 | gsi1sk              | who reads it                          |
 |-----------------------|------------------------|---------------------|---------------------------------------|
-| queued                | HOPPER#<taskId>        | <dueAt>#<e164>      | the dispatcher: who is due, in order  |
+| queued                | HOPPER#<taskId>#<shard>| <dueAt>#<e164>      | the dispatcher: who is due, in order  |
 | releasing / released  | INFLIGHT#<provider>    | <taskId>#<e164>     | hopper level (per task), account cap  |
 | done / skipped        | -                      | -                   | nobody: it left the engine            |
 
@@ -26,6 +26,8 @@ writer at a time), and `PROVIDER#<p>` / `PACE#<minute>` counts the releases of o
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -35,7 +37,16 @@ from botocore.exceptions import ClientError
 
 from outcall.models import ContactState
 from outcall.store.base import GSI1, StoreBase, _dynamo, _is_conditional_failure, _plain, utcnow
-from outcall.store.contacts import _parallel, hopper_pk, hopper_sk, inflight_pk, inflight_sk
+from outcall.store.contacts import (
+    CONTACT_SHARDS,
+    _parallel,
+    contact_key,
+    hopper_pk,
+    hopper_shard_pk,
+    hopper_sk,
+    inflight_pk,
+    inflight_sk,
+)
 from outcall.store.imports import task_counts_update
 
 PACE_TTL_SECONDS: Final = 3600
@@ -43,33 +54,46 @@ PACE_TTL_SECONDS: Final = 3600
 
 class HopperItems(StoreBase):
     def _contact_key(self, task_id: str, e164: str) -> dict[str, str]:
-        return {"pk": f"CONTACTS#{task_id}", "sk": f"CONTACT#{e164}"}
+        return contact_key(task_id, e164)
 
     # ------------------------------------------------------------ reading the views
     def due_contacts(self, task_id: str, now: datetime, limit: int) -> list[dict[str, Any]]:
-        """Queued contacts of a task whose `dueAt` has come, earliest first (at most `limit`)."""
+        """Queued contacts of a task whose `dueAt` has come, earliest first (at most `limit`): the
+        earliest `limit` of each shard of the hopper (queried in parallel), merged."""
         if limit <= 0:
             return []
-        kwargs: dict[str, Any] = {
-            "IndexName": GSI1,
-            "KeyConditionExpression": Key("gsi1pk").eq(hopper_pk(task_id)) & Key("gsi1sk").lte(f"{now.isoformat()}#~"),
-            "Limit": limit,
-        }
-        found: list[dict[str, Any]] = []
-        while len(found) < limit:
-            page = self.table.query(**kwargs)
-            found.extend(_plain(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            kwargs["Limit"] = limit - len(found)
-        return [i for i in found if i.get("state") == ContactState.QUEUED][:limit]
+
+        def due_in(shard: int) -> list[dict[str, Any]]:
+            kwargs: dict[str, Any] = {
+                "IndexName": GSI1,
+                "KeyConditionExpression": Key("gsi1pk").eq(hopper_shard_pk(task_id, shard))
+                & Key("gsi1sk").lte(f"{now.isoformat()}#~"),
+                "Limit": limit,
+            }
+            found: list[dict[str, Any]] = []
+            while len(found) < limit:
+                page = self.table.query(**kwargs)
+                found.extend(_plain(i) for i in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                kwargs["Limit"] = limit - len(found)
+            return [i for i in found if i.get("state") == ContactState.QUEUED]
+
+        merged = heapq.merge(*_parallel(due_in, range(CONTACT_SHARDS)), key=lambda i: str(i["gsi1sk"]))
+        return list(itertools.islice(merged, limit))
 
     def next_due(self, task_id: str) -> str | None:
         """When the earliest queued contact of a task becomes due (None: nothing queued)."""
-        page = self.table.query(IndexName=GSI1, KeyConditionExpression=Key("gsi1pk").eq(hopper_pk(task_id)), Limit=1)
-        items = page.get("Items", [])
-        return str(items[0]["gsi1sk"]).rsplit("#", 1)[0] if items else None
+
+        def first_in(shard: int) -> str | None:
+            page = self.table.query(
+                IndexName=GSI1, KeyConditionExpression=Key("gsi1pk").eq(hopper_shard_pk(task_id, shard)), Limit=1
+            )
+            items = page.get("Items", [])
+            return str(items[0]["gsi1sk"]).rsplit("#", 1)[0] if items else None
+
+        return min((d for d in _parallel(first_in, range(CONTACT_SHARDS)) if d is not None), default=None)
 
     def inflight(self, provider: str, task_id: str | None = None) -> list[dict[str, Any]]:
         """Released (or being released) contacts of a provider account, or of one of its tasks."""
@@ -252,7 +276,7 @@ class HopperItems(StoreBase):
                     "state": ContactState.QUEUED,
                     "attempts": attempt - 1,
                     "dueAt": stamp,
-                    "gsi1pk": hopper_pk(task_id),
+                    "gsi1pk": hopper_pk(task_id, e164),
                     "gsi1sk": hopper_sk(stamp, e164),
                 }
                 | ({"lastError": error[:500]} if error else {}),
@@ -301,7 +325,7 @@ class HopperItems(StoreBase):
                 "state": ContactState.QUEUED,
                 "attempts": attempt - 1,
                 "dueAt": stamp,
-                "gsi1pk": hopper_pk(task_id),
+                "gsi1pk": hopper_pk(task_id, e164),
                 "gsi1sk": hopper_sk(stamp, e164),
                 "compliance": dict(audit),
             }
@@ -390,7 +414,7 @@ class HopperItems(StoreBase):
         values[":true"] = True
         if requeue_at is not None:
             stamp = requeue_at.isoformat()
-            values |= {":queued": str(ContactState.QUEUED), ":due": stamp, ":hpk": hopper_pk(task_id)}
+            values |= {":queued": str(ContactState.QUEUED), ":due": stamp, ":hpk": hopper_pk(task_id, e164)}
             values[":hsk"] = hopper_sk(stamp, e164)
             sets += ["#state = :queued", "dueAt = :due", "gsi1pk = :hpk", "gsi1sk = :hsk"]
             removes = ["releaseKey"]
