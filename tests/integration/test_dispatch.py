@@ -248,6 +248,50 @@ def test_a_pause_while_a_wave_is_sent_waits_for_it_and_withdraws_it(store: Store
     assert states(store, task) == {"queued": 30}
 
 
+class PausingProvider(RecordingProvider):
+    """A provider with a pause of its own that ends the calls in progress `canceled` (as xswitch's
+    stop does), and takes a number again only under a key it does not hold yet."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(task_types=frozenset({"auto"}), pause=True, webhooks=True)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = 0
+
+    def pause_task(self, provider_task_id: str) -> None:
+        self.paused += 1
+
+
+def test_calls_canceled_by_a_pause_are_no_attempt_and_go_again_under_a_new_key(store: Store) -> None:
+    provider, clock = PausingProvider(), Clock()
+    task = make_task(store, provider, 4, hopperLevel=4, retryPolicy={"maxAttempts": 1})
+    svc, dispatcher = service(store, provider, clock)
+    svc.transition(task.task_id, "start")
+    first_keys = set(provider.held)
+    svc.transition(task.task_id, "pause")
+    assert provider.paused == 1 and provider.canceled == []  # its own pause, nothing withdrawn
+    assert finish_all(store, task, provider, "canceled", clock) == 4  # the provider ends them canceled
+    assert states(store, task) == {"queued": 4}
+    assert all(c["attempts"] == 0 for c in store.iter_contacts(task.task_id))  # with maxAttempts 1: not spent
+    svc.transition(task.task_id, "start")
+    assert states(store, task) == {"released": 4}
+    again = {c["releaseKey"] for c in store.iter_contacts(task.task_id)}
+    assert again.isdisjoint(first_keys) and again <= set(provider.held)  # new keys, taken by the provider
+    assert finish_all(store, task, provider, "completed", clock) == 4
+    assert dispatcher.run(task.task_id).status == "completed"
+    assert all(c["attempts"] == 1 and c["outcome"] == "completed" for c in store.iter_contacts(task.task_id))
+
+
+def test_a_call_canceled_while_the_task_runs_is_an_attempt(store: Store) -> None:
+    provider, clock = PausingProvider(), Clock()
+    task = make_task(store, provider, 2, hopperLevel=2, retryPolicy={"maxAttempts": 1})
+    _svc, dispatcher = service(store, provider, clock)
+    _svc.transition(task.task_id, "start")
+    finish_all(store, task, provider, "canceled", clock)
+    assert states(store, task) == {"done": 2}  # the provider canceled it on its own: the one attempt is spent
+    assert dispatcher.run(task.task_id).status == "completed"
+
+
 # ---------------------------------------------------------------- once per attempt
 
 

@@ -57,7 +57,6 @@ from outcall.observability import logger, mask_phone
 from outcall.providers.base import Provider, batched
 from outcall.store import Store, utcnow
 from outcall.store.contacts import _parallel
-from outcall.store.hopper import release_key
 
 LEASE_SECONDS: Final = 120
 QUIET_WAIT_SECONDS: Final = 10.0  # how long a pause or stop waits for a wave under way to end
@@ -147,6 +146,7 @@ class _Wave:
     skipped: list[tuple[str, int, str]] = field(default_factory=list)
     requeue: list[tuple[str, int]] = field(default_factory=list)
     unanswered: list[tuple[str, int]] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)  # e164 -> the release key sent
     already_held: int = 0
     calls: int = 0
     error: str | None = None
@@ -368,6 +368,7 @@ class Dispatcher:
         wave = _Wave()
         for batch in batched(list(contacts), provider.limits.batch_size):
             keys = [(str(c["e164"]), int(c["attempts"])) for c in batch]
+            wave.keys.update((str(c["e164"]), str(c["releaseKey"])) for c in batch if c.get("releaseKey"))
             if wave.error is not None:  # an earlier batch failed: these wait for the next run
                 wave.unanswered.extend(keys) if wave.error.startswith("retryable") else wave.requeue.extend(keys)
                 continue
@@ -417,7 +418,7 @@ class Dispatcher:
         if wave.requeue:
             due = self.clock() + timedelta(seconds=REFUSED_BATCH_DELAY_SECONDS)
             requeued = self.store.requeue(task.task_id, wave.requeue, due, wave.error or "refused")
-            self._give_back(task, wave.requeue)
+            self._give_back([(e, wave.keys[e]) for e, _ in wave.requeue if e in wave.keys])
         if wave.unanswered:
             self.store.note_release_error(task.task_id, wave.unanswered, wave.error or "no answer for this contact")
         self.store.add_contact_counts(
@@ -448,19 +449,20 @@ class Dispatcher:
             withdrawn = provider.cancel_contacts(task.provider_task_id, list(refs))
         except NotSupported:
             return 0
-        back = [(str(refs[r]["e164"]), int(refs[r]["attempts"])) for r in withdrawn if r in refs]
+        gone = [refs[r] for r in withdrawn if r in refs]
+        back = [(str(i["e164"]), int(i["attempts"])) for i in gone]
         # they keep their place in line: due from when they were released, ahead of those never released
         first = min((str(refs[r].get("dueAt") or "") for r in withdrawn if r in refs), default="")
         due = datetime.fromisoformat(first) if first else self.clock()
         moved = self.store.requeue(task.task_id, back, due, None, state=ContactState.RELEASED)
         self.store.add_contact_counts(task.task_id, {"released": -moved, "queued": moved})
-        self._give_back(task, back)
+        self._give_back([(str(i["e164"]), str(i["releaseKey"])) for i in gone if i.get("releaseKey")])
         return moved
 
-    def _give_back(self, task: Task, contacts: Sequence[tuple[str, int]]) -> None:
-        """Releases that did not happen (refused batch, withdrawn before dialling) do not count on the
-        numbers' frequency caps."""
-        _parallel(lambda c: self.store.give_back_attempt(c[0], release_key(task.task_id, c[0], c[1])), contacts)
+    def _give_back(self, releases: Sequence[tuple[str, str]]) -> None:
+        """Releases (number, release key) that did not happen (refused batch, withdrawn before dialling)
+        do not count on the numbers' frequency caps."""
+        _parallel(lambda r: self.store.give_back_attempt(r[0], r[1]), releases)
 
 
 # ---------------------------------------------------------------- results
@@ -491,6 +493,8 @@ def on_call_event(store: Store, task: Task, event: CallEvent, record_id: str, no
     if event.status not in FINAL_CALL_STATUSES:
         store.note_call_progress(task.task_id, event.phone, attempt=attempt, status=event.status, record_id=record_id)
         return False
+    if event.status == "canceled" and task.status in ("paused", "stopped"):
+        return _not_an_attempt(store, task, contact)
     now = now or utcnow()
     due = retry_decision(
         effective_policy(task.settings),
@@ -508,6 +512,22 @@ def on_call_event(store: Store, task: Task, event: CallEvent, record_id: str, no
         record_id=record_id,
         provider=task.provider,
     )
+
+
+def _not_an_attempt(store: Store, task: Task, contact: Mapping[str, Any]) -> bool:
+    """A call the provider canceled because outcall paused or stopped the task (xswitch's stop ends
+    the calls in progress `canceled`): the contact goes back to its place in line with its attempt not
+    spent, and the attempt leaves the number's frequency caps."""
+    e164, attempt = str(contact["e164"]), int(contact.get("attempts", 0))
+    due = datetime.fromisoformat(str(contact["dueAt"])) if contact.get("dueAt") else utcnow()
+    moved = store.requeue(task.task_id, [(e164, attempt)], due, None, state=str(contact["state"]))
+    if not moved:
+        return False
+    store.add_contact_counts(task.task_id, {"released": -moved, "queued": moved})
+    if contact.get("releaseKey"):
+        store.give_back_attempt(e164, str(contact["releaseKey"]))
+    logger.info("a call canceled by a pause or stop: not an attempt", extra={"taskId": task.task_id})
+    return True
 
 
 # ---------------------------------------------------------------- triggers

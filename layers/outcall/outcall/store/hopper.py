@@ -186,6 +186,7 @@ class HopperItems(StoreBase):
 
         def claim(contact: Mapping[str, Any]) -> dict[str, Any] | None:
             seen = int(contact.get("attempts", 0))
+            releases = int(contact.get("releases", seen)) + 1  # every release has its own key, see release_key
             return self._move(
                 task_id,
                 str(contact["e164"]),
@@ -194,7 +195,8 @@ class HopperItems(StoreBase):
                 sets={
                     "state": ContactState.RELEASING,
                     "attempts": seen + 1,
-                    "releaseKey": release_key(task_id, str(contact["e164"]), seen + 1),
+                    "releases": releases,
+                    "releaseKey": release_key(task_id, str(contact["e164"]), releases),
                     "releasedAt": stamp,
                     "gsi1pk": inflight_pk(provider),
                     "gsi1sk": inflight_sk(task_id, str(contact["e164"])),
@@ -496,7 +498,10 @@ class HopperItems(StoreBase):
             self.table.meta.client.update_item(**update)
 
 
-def release_key(task_id: str, e164: str, attempt: int) -> str:
+def release_key(task_id: str, e164: str, release: int) -> str:
     """The provider-side id of one release of one contact (digits and letters only, at most 32 chars),
-    the same however often that release is sent."""
-    return hashlib.sha256(f"{task_id}\0{e164}\0{attempt}".encode()).hexdigest()[:32]
+    the same however often that release is sent (a lost answer). `release` counts the contact's
+    releases, not its attempts: a release that was withdrawn or canceled by a pause gives its attempt
+    back, and the next release of that attempt has a key of its own, which a provider that still
+    holds the withdrawn one does not take for it."""
+    return hashlib.sha256(f"{task_id}\0{e164}\0{release}".encode()).hexdigest()[:32]
