@@ -404,7 +404,7 @@ def poll_provider(
     With `task`, the provider's per-task reconciliation (`poll_task(provider_task_id, cursor)`) is
     polled from that task's own cursor."""
     cursor_key = provider.key if task is None else f"{provider.key}#{task.task_id}"
-    fetch = provider.poll_results if task is None else partial(provider.poll_task, task.provider_task_id)  # type: ignore[attr-defined]
+    fetch = provider.poll_results if task is None else partial(provider.poll_task, str(task.provider_task_id))
     outcome = PollOutcome(provider=cursor_key)
     cursor = store.get_poll_cursor(cursor_key)
     cache: dict[tuple[str, str], str | None] = {}
@@ -441,7 +441,7 @@ def poll_all(store: Store, settings: Mapping[str, Any], providers: ProviderFacto
             continue
         if provider_class(key).capabilities.polling:
             outcomes.append(poll_provider(store, providers(key)))
-        elif hasattr(provider_class(key), "poll_task"):  # reconciled per task: the tasks that dial
+        elif provider_class(key).capabilities.task_polling:  # reconciled per task: the tasks that dial
             provider = providers(key)
             for status in ("running", "paused"):
                 token: str | None = None

@@ -108,7 +108,11 @@ class AirudderProvider(Provider):
     webhook_kinds = frozenset({"task", "call", "workflow", "workflow-status"})  # callback URLs given
     limits = ProviderLimits(batch_size=1000)
     capabilities = Capabilities(
-        tasks=True, task_types=frozenset({"robot", "auto", "predictive"}), pause=False, webhooks=True
+        tasks=True,
+        task_types=frozenset({"robot", "auto", "predictive"}),
+        pause=False,
+        webhooks=True,
+        task_polling=True,
     )
 
     def __init__(self, settings: Mapping[str, Any]) -> None:

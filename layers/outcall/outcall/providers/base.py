@@ -53,7 +53,8 @@ class Capabilities:
     clone: bool = False  # the provider clones a task itself
     conference_dial: bool = False  # dial a list of callees now
     webhooks: bool = False  # results come back as pushes
-    polling: bool = False  # results are fetched by polling
+    polling: bool = False  # results are fetched by polling (`poll_results`, one cursor per account)
+    task_polling: bool = False  # missed pushes are reconciled per dialing task (`poll_task`)
 
 
 class TaskSpec(Model):
@@ -189,3 +190,8 @@ class Provider(ABC):
 
     def poll_results(self, cursor: str | None) -> PollPage:
         raise self._unsupported("polling")
+
+    def poll_task(self, provider_task_id: str, cursor: str | None) -> PollPage:
+        """One page of a task's results from `cursor`, for providers whose results come by push and
+        can be read again per task (capabilities.task_polling)."""
+        raise self._unsupported("task polling")
