@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import examples, queues
 from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
 from outcall.bucket import CallListBucket
-from outcall.config import Config, provider_settings
+from outcall.config import ContactImportConfig, provider_settings
 from outcall.contacts import AddContactsRequest, AddContactsResult, ContactPage
 from outcall.idempotency import IDEMPOTENCY_HEADER, once_per_key
 from outcall.imports import CreateUploadRequest, Importer, ImportMessage, ImportPage, UploadTicket
@@ -42,7 +42,7 @@ def _provider(key: str) -> Provider:
 
 
 def _send(message: ImportMessage) -> None:
-    queues.send(Config.from_env().import_queue_url, message)
+    queues.send(ContactImportConfig.from_env().import_queue_url, message)
 
 
 def _contacts_added(task_id: str) -> None:
@@ -55,7 +55,7 @@ def _contacts_added(task_id: str) -> None:
 def importer() -> Importer:
     return Importer(
         default_store(),
-        CallListBucket(Config.from_env().bucket_name),
+        CallListBucket(ContactImportConfig.from_env().bucket_name),
         _provider,
         _send,
         on_contacts=_contacts_added,

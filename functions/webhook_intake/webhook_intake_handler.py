@@ -17,7 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import queues, results
 from outcall.api import OPEN, IsoDateTime, answers, configure, error_body, json_body, limit, resolve
-from outcall.config import Config, provider_settings
+from outcall.config import WebhookIntakeConfig, provider_settings
 from outcall.examples import CALL_PAGE
 from outcall.models import CallStatus, TaskLifecycleEvent
 from outcall.observability import logger, metrics, tracer
@@ -76,7 +76,7 @@ def _receive(provider_key: str, kind: str | None) -> Response[Any]:
     body = _raw_body()
     if len(body) > MAX_PUSH_BYTES:
         return Response(413, content_types.APPLICATION_JSON, error_body(app, "TooLarge", "push body too large"))
-    queue_url = Config.from_env().results_queue_url
+    queue_url = WebhookIntakeConfig.from_env().results_queue_url
 
     def enqueue(message: results.PushMessage) -> None:
         queues.send(queue_url, message)

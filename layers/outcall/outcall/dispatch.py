@@ -545,4 +545,4 @@ def request_dispatch(task_id: str, reason: str) -> None:
     from outcall import queues
     from outcall.config import Config
 
-    queues.send(Config.from_env().dispatch_queue_url, DispatchMessage(task_id=task_id, reason=reason))
+    queues.send(Config.from_env().need("dispatch_queue_url"), DispatchMessage(task_id=task_id, reason=reason))

@@ -11,7 +11,6 @@ DLQ."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,13 +36,13 @@ class OneTimeSchedules:
     when the name exists) and remove. FlexibleTimeWindow OFF, deleted by Scheduler after it ran,
     failed deliveries dead-lettered to the scheduler DLQ."""
 
-    target_env = ""  # the environment variable that holds the target function's ARN
+    target_field = ""  # the Config field that holds the target function's ARN
     retry_policy: dict[str, int] | None = None
 
     def __init__(self, client: Any = None, config: Config | None = None) -> None:
         self._client = client
         self.config = config or Config.from_env()
-        self.target_arn = os.environ.get(self.target_env, "")
+        self.target_arn = self.config.need(self.target_field)
 
     @property
     def client(self) -> Any:
@@ -55,7 +54,7 @@ class OneTimeSchedules:
         """Create or move the schedule `name`; returns its at() expression."""
         target: dict[str, Any] = {
             "Arn": self.target_arn,
-            "RoleArn": self.config.scheduler_role_arn,
+            "RoleArn": self.config.need("scheduler_role_arn"),
             "Input": json.dumps(payload),
         }
         if self.retry_policy:
@@ -96,7 +95,7 @@ class OneTimeSchedules:
 class TaskSchedules(OneTimeSchedules):
     """Auto start / auto stop schedules of tasks."""
 
-    target_env = "TASK_CONTROL_FUNCTION_ARN"
+    target_field = "task_control_function_arn"
 
     def put(self, task_id: str, action: str, when: datetime, version: int) -> str:
         """Create the schedule, or move it when it exists."""
@@ -125,7 +124,7 @@ class ConferenceSchedules(OneTimeSchedules):
     `{"kind": "conference-dial", "eventId", "revision", "dueAt"}`; callees with the same due time
     share it. Scheduler retries a failed delivery (CONFERENCE_RETRY_POLICY), then dead-letters."""
 
-    target_env = "CONFERENCE_DIALING_FUNCTION_ARN"
+    target_field = "conference_dialing_function_arn"
     retry_policy = CONFERENCE_RETRY_POLICY
 
     def put(self, event_id: str, due_at: datetime, revision: int) -> tuple[str, str]:
