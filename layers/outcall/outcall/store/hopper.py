@@ -29,6 +29,7 @@ import hashlib
 import heapq
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -50,6 +51,34 @@ from outcall.store.contacts import (
 from outcall.store.imports import task_counts_update
 
 PACE_TTL_SECONDS: Final = 3600
+
+
+LEAVES: Final = ("gsi1pk", "gsi1sk", "dueAt")  # a contact that leaves the engine leaves both views
+UNRELEASED: Final = ("releaseKey", "releasedAt", "providerRef")  # what a release that did not happen drops
+
+
+@dataclass(frozen=True, slots=True)
+class _Move:
+    """One contact's conditional move: from one of `expect` at `attempt`, setting `sets`."""
+
+    e164: str
+    attempt: int
+    expect: tuple[str, ...]
+    sets: Mapping[str, Any]
+    removes: tuple[str, ...] = ()
+    appends: Mapping[str, list[Any]] | None = None
+
+
+def _back_in_line(task_id: str, e164: str, attempt: int, due_at: datetime) -> dict[str, Any]:
+    """The attributes of a contact queued again with its attempt not spent, due at `due_at`."""
+    stamp = due_at.isoformat()
+    return {
+        "state": ContactState.QUEUED,
+        "attempts": attempt - 1,
+        "dueAt": stamp,
+        "gsi1pk": hopper_pk(task_id, e164),
+        "gsi1sk": hopper_sk(stamp, e164),
+    }
 
 
 class HopperItems(StoreBase):
@@ -206,6 +235,26 @@ class HopperItems(StoreBase):
 
         return [c for c in _parallel(claim, contacts) if c is not None]
 
+    def _move_all(self, task_id: str, moves: Sequence[_Move]) -> int:
+        """Each move a conditional update of its own (in parallel); how many happened."""
+        return sum(
+            _parallel(
+                lambda m: (
+                    self._move(
+                        task_id,
+                        m.e164,
+                        expect_state=m.expect,
+                        expect_attempts=m.attempt,
+                        sets=m.sets,
+                        removes=m.removes,
+                        appends=m.appends,
+                    )
+                    is not None
+                ),
+                moves,
+            )
+        )
+
     def mark_released(
         self,
         task_id: str,
@@ -214,45 +263,21 @@ class HopperItems(StoreBase):
     ) -> int:
         """(e164, attempt, provider ref): the provider has them; `audits` the compliance decision of each
         (by number). Returns how many moved."""
-
-        def mark(entry: tuple[str, int, str | None]) -> bool:
-            e164, attempt, ref = entry
-            sets: dict[str, Any] = {"state": ContactState.RELEASED}
-            if ref:
-                sets["providerRef"] = ref
+        moves = []
+        for e164, attempt, ref in contacts:
+            sets: dict[str, Any] = {"state": ContactState.RELEASED} | ({"providerRef": ref} if ref else {})
             audit = (audits or {}).get(e164)
             if audit is not None:
                 sets["compliance"] = dict(audit)
             appends = {"complianceLog": [dict(audit)]} if audit is not None else None
-            moved = self._move(
-                task_id,
-                e164,
-                expect_state=[ContactState.RELEASING],
-                expect_attempts=attempt,
-                sets=sets,
-                appends=appends,
-            )
-            return moved is not None
-
-        return sum(_parallel(mark, contacts))
+            moves.append(_Move(e164, attempt, (ContactState.RELEASING,), sets, appends=appends))
+        return self._move_all(task_id, moves)
 
     def mark_skipped(self, task_id: str, contacts: Sequence[tuple[str, int]], reason: str, state: str) -> int:
         """Contacts that leave the engine without a call (the provider refused them, a do-not-call
         entry, ...), from `state` at the attempt given."""
-
-        def mark(entry: tuple[str, int]) -> bool:
-            e164, attempt = entry
-            moved = self._move(
-                task_id,
-                e164,
-                expect_state=[state],
-                expect_attempts=attempt,
-                sets={"state": ContactState.SKIPPED, "skipReason": reason[:500]},
-                removes=["gsi1pk", "gsi1sk", "dueAt"],
-            )
-            return moved is not None
-
-        return sum(_parallel(mark, contacts))
+        sets = {"state": ContactState.SKIPPED, "skipReason": reason[:500]}
+        return self._move_all(task_id, [_Move(e, a, (state,), sets, LEAVES) for e, a in contacts])
 
     def requeue(
         self,
@@ -265,28 +290,9 @@ class HopperItems(StoreBase):
     ) -> int:
         """Releases that did not happen (the provider refused the whole batch, or a pause withdrew them
         before they were dialled): back in the hopper at the attempt they had, due again at `due_at`."""
-        stamp = due_at.isoformat()
-
-        def move(entry: tuple[str, int]) -> bool:
-            e164, attempt = entry
-            moved = self._move(
-                task_id,
-                e164,
-                expect_state=[state],
-                expect_attempts=attempt,
-                sets={
-                    "state": ContactState.QUEUED,
-                    "attempts": attempt - 1,
-                    "dueAt": stamp,
-                    "gsi1pk": hopper_pk(task_id, e164),
-                    "gsi1sk": hopper_sk(stamp, e164),
-                }
-                | ({"lastError": error[:500]} if error else {}),
-                removes=["releaseKey", "releasedAt", "providerRef"],
-            )
-            return moved is not None
-
-        return sum(_parallel(move, contacts))
+        extra = {"lastError": error[:500]} if error else {}
+        moves = [_Move(e, a, (state,), _back_in_line(task_id, e, a, due_at) | extra, UNRELEASED) for e, a in contacts]
+        return self._move_all(task_id, moves)
 
     def settle_screened(
         self,
@@ -299,50 +305,31 @@ class HopperItems(StoreBase):
         their attempt not spent: `skips` (e164, attempt, decision) leave the engine `skipped` with
         `skip_reason`; `defers` (e164, attempt, due, decision) wait `queued` again, due then. Returns
         (skipped, deferred) moved."""
-        released = ["releaseKey", "releasedAt", "providerRef"]
-
-        def skip(entry: tuple[str, int, Mapping[str, Any]]) -> bool:
-            e164, attempt, audit = entry
-            sets = {
-                "state": ContactState.SKIPPED,
-                "attempts": attempt - 1,
-                "skipReason": skip_reason,
-                "compliance": dict(audit),
-            }
-            moved = self._move(
-                task_id,
+        releasing = (ContactState.RELEASING,)
+        skipped = [
+            _Move(
                 e164,
-                expect_state=[ContactState.RELEASING],
-                expect_attempts=attempt,
-                sets=sets,
-                removes=["gsi1pk", "gsi1sk", "dueAt", *released],
-                appends={"complianceLog": [dict(audit)]},
+                attempt,
+                releasing,
+                {"state": ContactState.SKIPPED, "attempts": attempt - 1, "skipReason": skip_reason}
+                | {"compliance": dict(audit)},
+                (*LEAVES, *UNRELEASED),
+                {"complianceLog": [dict(audit)]},
             )
-            return moved is not None
-
-        def defer(entry: tuple[str, int, datetime, Mapping[str, Any]]) -> bool:
-            e164, attempt, due, audit = entry
-            stamp = due.isoformat()
-            sets = {
-                "state": ContactState.QUEUED,
-                "attempts": attempt - 1,
-                "dueAt": stamp,
-                "gsi1pk": hopper_pk(task_id, e164),
-                "gsi1sk": hopper_sk(stamp, e164),
-                "compliance": dict(audit),
-            }
-            moved = self._move(
-                task_id,
+            for e164, attempt, audit in skips
+        ]
+        deferred = [
+            _Move(
                 e164,
-                expect_state=[ContactState.RELEASING],
-                expect_attempts=attempt,
-                sets=sets,
-                removes=released,
-                appends={"complianceLog": [dict(audit)]},
+                attempt,
+                releasing,
+                _back_in_line(task_id, e164, attempt, due) | {"compliance": dict(audit)},
+                UNRELEASED,
+                {"complianceLog": [dict(audit)]},
             )
-            return moved is not None
-
-        return sum(_parallel(skip, skips)), sum(_parallel(defer, defers))
+            for e164, attempt, due, audit in defers
+        ]
+        return self._move_all(task_id, skipped), self._move_all(task_id, deferred)
 
     def note_compliance(self, task_id: str, e164: str, attempt: int, note: str) -> None:
         """A released contact whose number was listed and could not be withdrawn: say so on it."""
@@ -357,18 +344,8 @@ class HopperItems(StoreBase):
     def note_release_error(self, task_id: str, contacts: Sequence[tuple[str, int]], error: str) -> None:
         """A release whose answer never came: the contacts stay `releasing` (the provider may have
         them) and are sent again, with the same release key, once stale."""
-
-        def note(entry: tuple[str, int]) -> None:
-            e164, attempt = entry
-            self._move(
-                task_id,
-                e164,
-                expect_state=[ContactState.RELEASING],
-                expect_attempts=attempt,
-                sets={"lastError": error[:500]},
-            )
-
-        _parallel(note, contacts)
+        sets = {"lastError": error[:500]}
+        self._move_all(task_id, [_Move(e, a, (ContactState.RELEASING,), sets) for e, a in contacts])
 
     def note_call_progress(self, task_id: str, e164: str, *, attempt: int, status: str, record_id: str) -> None:
         """A call of the contact's current release is ringing or answered."""
