@@ -8,7 +8,7 @@ results and imports, partial batch failures) and on the rate schedule `dispatch-
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from outcall import examples, queues
 from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
 from outcall.compliance import EXAMPLE_FORECAST, Forecast, forecast
-from outcall.config import Config, provider_settings
+from outcall.config import TaskControlConfig, provider_settings
 from outcall.dispatch import MAX_RELEASES_PER_RUN, Dispatcher, DispatchMessage, request_dispatch
 from outcall.dnc import (
     EXAMPLE_ADD,
@@ -71,7 +71,7 @@ def _copy_contacts(source_task_id: str, task_id: str) -> str:
     from outcall.bucket import CallListBucket
     from outcall.imports import Importer, ImportMessage
 
-    config = Config.from_env()
+    config = TaskControlConfig.from_env()
 
     def send(message: ImportMessage) -> None:
         queues.send(config.import_queue_url, message)
@@ -210,69 +210,33 @@ def delete_task(task_id: TaskId) -> Response[str]:
     return Response(204, body="")  # no body, not the JSON null
 
 
-@app.post(
-    "/tasks/<taskId>/start",
-    tags=["tasks"],
-    summary="Start (or resume) a task; 409 when not allowed",
-    responses=answers(
-        200,
-        "The task in its new status",
-        Task,
-        401,
-        404,
-        409,
-        422,
-        502,
-        example=examples.TASK,
-        notes={409: "Not allowed from the task's status (see the README's table), or claimed at the same time"},
-    ),
+TRANSITION_ANSWERS = answers(
+    200,
+    "The task in its new status",
+    Task,
+    401,
+    404,
+    409,
+    422,
+    502,
+    example=examples.TASK,
+    notes={409: "Not allowed from the task's status (see the README's table), or claimed at the same time"},
 )
-def start_task(task_id: TaskId) -> Task:
-    return service().transition(task_id, "start")
 
 
-@app.post(
-    "/tasks/<taskId>/pause",
-    tags=["tasks"],
-    summary="Pause a running task; 409 when not allowed",
-    responses=answers(
-        200,
-        "The task in its new status",
-        Task,
-        401,
-        404,
-        409,
-        422,
-        502,
-        example=examples.TASK,
-        notes={
-            409: "Not allowed from the task's status (see the README's table), or claimed at the same time",
-        },
-    ),
-)
-def pause_task(task_id: TaskId) -> Task:
-    return service().transition(task_id, "pause")
+def _transition_route(action: Literal["start", "pause", "stop"], summary: str) -> None:
+    """`POST /tasks/{taskId}/<action>`: one route per lifecycle command (README "Task lifecycle")."""
+
+    def route(task_id: TaskId) -> Task:
+        return service().transition(task_id, action)
+
+    route.__name__ = route.__qualname__ = f"{action}_task"
+    app.post(f"/tasks/<taskId>/{action}", tags=["tasks"], summary=summary, responses=TRANSITION_ANSWERS)(route)
 
 
-@app.post(
-    "/tasks/<taskId>/stop",
-    tags=["tasks"],
-    summary="Stop a task for good; 409 when not allowed",
-    responses=answers(
-        200,
-        "The task in its new status",
-        Task,
-        401,
-        404,
-        409,
-        422,
-        502,
-        example=examples.TASK,
-        notes={409: "Not allowed from the task's status (see the README's table), or claimed at the same time"},
-    ),
-)
-def stop_task(task_id: TaskId) -> Task:
-    return service().transition(task_id, "stop")
+_transition_route("start", "Start (or resume) a task; 409 when not allowed")
+_transition_route("pause", "Pause a running task; 409 when not allowed")
+_transition_route("stop", "Stop a task for good; 409 when not allowed")
 
 
 @app.post(
