@@ -31,7 +31,7 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 run: $(STAMP)  ## serve the whole system on 127.0.0.1
 	$(BIN)/python -m local
 
-demo: $(STAMP)  ## drive a running local stack over HTTP and print what happened
+demo: $(STAMP)  ## drive a running local stack over HTTP and tell what answered; exits 1 on an unexpected answer
 	PYTHONPATH=layers/outcall $(BIN)/python -m local.demo
 
 test: $(STAMP)  ## every test, slow suites and template checks included

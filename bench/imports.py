@@ -51,7 +51,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -67,16 +66,15 @@ from typing import IO, Any
 from unittest import mock
 
 from bench import ENVIRONMENT
+from bench._stack import DEV_TOKEN, ROOT, child_env, start_local_stack, stop_local_stack
 from bench.corpus import write_large_csv
 from bench.memory import peak_rss_mb
+from local.spawn import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-LAYER = ROOT / "layers" / "outcall"
 RESULTS = ROOT / "bench" / "results" / "imports.json"
 LAMBDA_TIMEOUT_S = 900
 RSS_TARGET_MB = 256
 PLAN_PROVIDER_SETTINGS = {"xswitch": {"baseUrl": "http://127.0.0.1:9", "login": "bench", "password": "bench"}}
-DEV_TOKEN = "oc_bench_token_0123456789abcdef"
 MOTO_NOTES = [
     "Stock moto's transact_write_items deep-copies every table it touches, once per item of the"
     " transaction, and keeps every copy (BaseModel.instances_tracked): its cost and memory grow with the"
@@ -89,13 +87,6 @@ FINAL = ("completed", "partial", "failed")
 E2E_1M_TIMEOUT_S = 1200  # the target is 900 s; a little more shows how far it is
 
 
-def _child_env() -> dict[str, str]:
-    env = {**os.environ, **ENVIRONMENT}
-    env.pop("AWS_ENDPOINT_URL", None)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LAYER), str(ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def _run_child(kind: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
     """Run `python -m bench.imports --child kind ...` in a fresh interpreter; its figures come back in a file."""
     with tempfile.NamedTemporaryFile("r", suffix=".json", prefix="outcall-bench-") as out:
@@ -103,7 +94,7 @@ def _run_child(kind: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
             [sys.executable, "-m", "bench.imports", "--child", kind, "--out", out.name, *args],
             capture_output=True,
             text=True,
-            env=_child_env(),
+            env=child_env(),
             cwd=str(ROOT),
             timeout=timeout,
             check=False,
@@ -344,7 +335,7 @@ def _handler_baseline_mb() -> float:
         "import contact_import_handler, outcall.providers.xswitch, outcall.imports;"
         "from bench.memory import peak_rss_mb; print(peak_rss_mb())"
     )
-    env = _child_env()
+    env = child_env()
     env["PYTHONPATH"] += os.pathsep + str(ROOT / "functions" / "contact_import")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
@@ -359,7 +350,7 @@ def plan_1m(rows: int = 1_000_000) -> dict[str, Any]:
         # moto runs here, as a server: the measured child holds only what a Lambda worker would
         from moto.server import ThreadedMotoServer
 
-        port = _free_port()
+        port = free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         try:
@@ -552,12 +543,6 @@ def chunk_worker(chunks: int = 2) -> dict[str, Any]:
 # ---------------------------------------------------------------- 3. end to end through the local stack
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _proc_status_mb(pid: int, field: str) -> float | None:
     """VmRSS or VmHWM of a running process in MB (Linux), None once it is gone."""
     try:
@@ -713,37 +698,11 @@ def _e2e_once(rows: int, timeout: float, directory: Path) -> dict[str, Any]:
 
     path = directory / f"e2e_{rows}.csv"
     mix = write_large_csv(path, rows, seed=7)
-    port, aws_port = _free_port(), _free_port()
     log = directory / f"stack_{rows}.log"
-    env = {
-        **_child_env(),
-        "OUTCALL_PORT": str(port),
-        "OUTCALL_AWS_PORT": str(aws_port),
-        "OUTCALL_DEV_TOKEN": DEV_TOKEN,
-        "OUTCALL_SQS_RETRY_DELAY": "1",
-    }
-    for name in ENVIRONMENT:  # the stack sets its own AWS and Powertools environment
-        env.pop(name, None)
-    url = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {DEV_TOKEN}"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    proc, url = start_local_stack(log)
     sampler = _RssSampler(proc.pid)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"local stack exited: {log.read_text()[-3000:]}")
-            try:
-                if requests.get(url + "/health", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"local stack not healthy in 120 s: {log.read_text()[-3000:]}")
-            time.sleep(0.3)
         rss_idle = sampler.sample()
         processes = len(rss_idle)
 
@@ -795,12 +754,7 @@ def _e2e_once(rows: int, timeout: float, directory: Path) -> dict[str, Any]:
             report_rows = report.content.count(b"\n") - 1 if report.status_code == 200 else None
     finally:
         sampler.stopping.set()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_local_stack(proc)
 
     counts = {k: job.get(k, 0) for k in ("rows", "accepted", "duplicate", "invalid")}
     pipeline = _pipeline_rows_per_s()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -18,7 +17,7 @@ from outcall import examples, queues
 from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
 from outcall.bucket import CallListBucket
 from outcall.config import ContactImportConfig, provider_settings
-from outcall.contacts import AddContactsRequest, AddContactsResult, ContactPage
+from outcall.contacts import SYNC_JSON_CONTACTS, AddContactsRequest, AddContactsResult, ContactPage
 from outcall.idempotency import IDEMPOTENCY_HEADER, once_per_key
 from outcall.imports import CreateUploadRequest, Importer, ImportMessage, ImportPage, UploadTicket
 from outcall.models import ContactState, ImportJob
@@ -28,7 +27,6 @@ from outcall.providers.base import Provider
 from outcall.store import default_store
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.batch import BatchProcessor
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=json_body)
@@ -65,22 +63,34 @@ def importer() -> Importer:
 @app.post(
     "/tasks/<taskId>/contacts",
     tags=["contacts"],
-    summary="Add up to 10,000 contacts; one result each",
-    responses=answers(
-        200,
-        "One result per contact, in request order",
-        AddContactsResult,
-        401,
-        404,
-        409,
-        *BODY_ERRORS,
-        example=examples.ADD_CONTACTS_RESULT,
-        route_key="POST /tasks/{taskId}/contacts",
-        notes={
-            409: "The task cannot take contacts (stopped, completed, failed), the contacts do not fit the "
-            "task's or the account's number limit, or this Idempotency-Key is in use"
-        },
-    ),
+    summary=f"Add up to 10,000 contacts: up to {SYNC_JSON_CONTACTS:,} answered with one result each, more imported",
+    description=f"Up to {SYNC_JSON_CONTACTS:,} contacts are stored before the answer (200, one result per contact). "
+    f"More are an import the import queue works, as an upload's: the answer is 202 with the import "
+    "(`Location: /imports/{importId}`), whose counts, reasons and row-level report follow at GET /imports/{importId}; "
+    "rows over the task's or the account's number limit are then `invalid` (`over_limit`) instead of a 409.",
+    responses={
+        **answers(
+            200,
+            f"Up to {SYNC_JSON_CONTACTS:,} contacts: one result per contact, in request order",
+            AddContactsResult,
+            401,
+            404,
+            409,
+            *BODY_ERRORS,
+            example=examples.ADD_CONTACTS_RESULT,
+            route_key="POST /tasks/{taskId}/contacts",
+            notes={
+                409: "The task cannot take contacts (stopped, completed, failed), the contacts do not fit the "
+                "task's or the account's number limit, or this Idempotency-Key is in use"
+            },
+        ),
+        **answers(
+            202,
+            f"More than {SYNC_JSON_CONTACTS:,} contacts: the import, planned and queued (GET /imports/{{importId}})",
+            ImportJob,
+            example=examples.JSON_IMPORT_QUEUED,
+        ),
+    },
     openapi_extensions=limit("POST /tasks/{taskId}/contacts"),
 )
 def add_contacts(
@@ -95,15 +105,26 @@ def add_contacts(
             description="a retry with the same key and body adds nothing and answers the first result",
         ),
     ] = None,
-) -> AddContactsResult:
-    if not idempotency_key:
-        return importer().add_json(task_id, request)
+) -> Response[AddContactsResult | ImportJob]:
+    def add(contacts: AddContactsRequest) -> dict[str, Any]:
+        work = importer()
+        return (work.queue_json(task_id, contacts) if contacts.queued else work.add_json(task_id, contacts)).dump()
 
-    def add(body: Mapping[str, Any]) -> dict[str, Any]:
-        return importer().add_json(task_id, AddContactsRequest.model_validate(body)).dump()
-
-    answer = once_per_key(f"contacts:{task_id}", idempotency_key, request.dump(), add, app.lambda_context)
-    return AddContactsResult.model_validate(answer)
+    if idempotency_key:
+        answer = once_per_key(
+            f"contacts:{task_id}",
+            idempotency_key,
+            request.dump(),
+            lambda body: add(AddContactsRequest.model_validate(body)),
+            app.lambda_context,
+        )
+    else:
+        answer = add(request)
+    if not request.queued:
+        return Response(200, content_types.APPLICATION_JSON, AddContactsResult.model_validate(answer))
+    job = ImportJob.model_validate(answer)
+    headers = {"Location": f"/imports/{job.import_id}"}
+    return Response(202, content_types.APPLICATION_JSON, job, headers=headers)
 
 
 @app.get(
@@ -207,13 +228,6 @@ def on_message(record: SQSRecord) -> None:
         work.finish(message.import_id)
 
 
-@cache
-def _processor() -> BatchProcessor:
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-
-    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -225,4 +239,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str
         return on_upload(event)
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
-    return process_partial_response(event=event, record_handler=on_message, processor=_processor(), context=context)
+    return process_partial_response(
+        event=event, record_handler=on_message, processor=queues.sqs_batch_processor(), context=context
+    )

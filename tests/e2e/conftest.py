@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,14 +14,10 @@ import boto3
 import pytest
 import requests
 
+from local.spawn import spawn, stop
+
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "oc_e2e_token_0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -69,48 +63,14 @@ class LocalStack:
 
 def start_stack(log: Path, **extra_env: str) -> tuple[subprocess.Popen[bytes], LocalStack]:
     """`python -m local` on free ports, once /health answers."""
-    port, aws_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "OUTCALL_PORT": str(port),
-        "OUTCALL_AWS_PORT": str(aws_port),
-        "OUTCALL_DEV_TOKEN": TOKEN,
-        "OUTCALL_SQS_RETRY_DELAY": "1",
-        **extra_env,
-    }
+    env = {**os.environ, "OUTCALL_DEV_TOKEN": TOKEN, "OUTCALL_SQS_RETRY_DELAY": "1", **extra_env}
     env.pop("AWS_ENDPOINT_URL", None)
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    stack = LocalStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}", TOKEN, log)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"local stack exited: {log.read_text()[-3000:]}")
-            try:
-                # healthy, and the banner (simulator URLs) printed: the gateway answers before it is
-                if stack.get("/health").status_code == 200 and "dev token" in log.read_text():
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"local stack not healthy in 90 s: {log.read_text()[-3000:]}")
-            time.sleep(0.3)
-    except BaseException:
-        stop_stack(proc)
-        raise
-    return proc, stack
+    proc, url, aws_url = spawn(log, env)
+    return proc, LocalStack(url, aws_url, TOKEN, log)
 
 
 def stop_stack(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop(proc)
 
 
 @pytest.fixture(scope="session")

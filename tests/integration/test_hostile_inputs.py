@@ -340,8 +340,14 @@ def test_options_outcall_owns_cannot_be_patched_in(sims: dict[str, Any]) -> None
     assert snapshot() == before and journal(sims) == calls
 
 
-def test_a_keyed_request_whose_answer_is_over_400_kb_is_answered_and_replayed(sims: dict[str, Any]) -> None:
-    """10,000 per-contact results are megabytes of JSON: the kept answer must still fit in one item."""
+def test_a_keyed_request_whose_answer_is_over_400_kb_is_answered_and_replayed(
+    sims: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10,000 per-contact results are megabytes of JSON: the kept answer must still fit in one item.
+    (Over SYNC_JSON_CONTACTS contacts are an import, 202; raised here so that one answer is that large.)"""
+    from outcall import contacts
+
+    monkeypatch.setattr(contacts, "SYNC_JSON_CONTACTS", 10_000)
     task = create_task()
     body = json.dumps({"contacts": [{"mobile": "12", "name": f"n{i}"} for i in range(10_000)]})
     headers = {"Idempotency-Key": "big-answer"}

@@ -281,6 +281,108 @@ def test_contacts_page_with_next_token(sims: dict[str, Any]) -> None:
     assert bad.status == 422
 
 
+# ---------------------------------------------------------------- large JSON requests: imports (202)
+
+MIXED_CONTACTS: list[dict[str, Any]] = [
+    {"name": "张三", "countryCode": "86", "mobile": "138 0013 8000", "variables": {"订单": "A-1", "vip": True}},
+    {"mobile": "+86 13800138000"},  # a duplicate in the request
+    {"name": "landline", "countryCode": "86", "areaCode": "10", "phone": "58512042"},
+    {"name": "short", "mobile": "12345"},
+    {"name": "none"},
+    {"mobile": "13900139000", "externalId": 42, "variables": {"score": 7}},
+    {"name": "held", "mobile": "13700137000"},  # the task has it already
+    {"name": "uk", "mobile": "+44 20 7946 0958", "company": "ACME"},
+    {"mobile": 13600136000},
+]
+
+
+def test_a_json_request_over_the_threshold_is_an_import_the_queue_works_as_an_answer_would(
+    sims: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from outcall import contacts
+
+    # the same contacts answered at once (200) into one task, and as an import (202) into another
+    answered_task, queued_task = create_task("xswitch"), create_task("xswitch")
+    for task_id in (answered_task, queued_task):
+        assert api("POST", f"/tasks/{task_id}/contacts", {"contacts": [{"mobile": "13700137000"}]}).status == 200
+    answered = api("POST", f"/tasks/{answered_task}/contacts", {"contacts": MIXED_CONTACTS})
+    assert answered.status == 200, answered.json
+
+    monkeypatch.setattr(contacts, "SYNC_JSON_CONTACTS", 5)
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 4)
+    key = {"Idempotency-Key": "big-list-1"}
+    queued = api("POST", f"/tasks/{queued_task}/contacts", {"contacts": MIXED_CONTACTS}, key)
+    assert queued.status == 202, queued.json
+    import_id = queued.json["importId"]
+    assert queued.headers["Location"] == f"/imports/{import_id}"
+    assert queued.json["source"] == "json" and queued.json["status"] == "running"
+    assert (queued.json["rowsRead"], queued.json["chunks"], queued.json["chunksDone"]) == (9, 3, 0)
+    assert stored_numbers(queued_task) == ["+8613700137000"]  # the queue stores them, not the request
+    again = api("POST", f"/tasks/{queued_task}/contacts", {"contacts": MIXED_CONTACTS}, key)
+    assert again.status == 202 and again.json["importId"] == import_id  # a retry starts no second import
+
+    work(rounds=5, batch_size=2)
+    done = job(import_id)
+    assert done["status"] == "completed" and done["chunksDone"] == 3
+    assert done["rows"] == done["accepted"] + done["duplicate"] + done["invalid"] == 9
+    expected = answered.json
+    assert (done["accepted"], done["duplicate"], done["invalid"]) == (
+        expected["accepted"],
+        expected["duplicate"],
+        expected["invalid"],
+    )
+    rows = report(import_id)
+    assert [int(r["row"]) for r in rows] == list(range(1, 10))
+    # the report guards cells that a spreadsheet would read as a formula (+86...) with a quote
+    assert [(r["outcome"], r["reason"], r["e164"].removeprefix("'")) for r in rows] == [
+        (c["outcome"], c.get("reason") or "", c.get("e164") or "") for c in expected["contacts"]
+    ]
+    assert sorted(stored_numbers(queued_task)) == sorted(stored_numbers(answered_task))
+    stored = {c["e164"]: c for c in api("GET", f"/tasks/{queued_task}/contacts").json["items"]}
+    first, scored = stored["+8613800138000"], stored["+8613900139000"]
+    assert first["name"] == "张三" and first["variables"] == {"订单": "A-1", "vip": "TRUE"}
+    assert first["importId"] == import_id and first["state"] == "queued"
+    assert scored["externalId"] == "42" and scored["variables"] == {"score": "7"} and scored["name"] is None
+    fields = ("name", "company", "externalId", "variables", "state", "row")
+    same = {c["e164"]: c for c in api("GET", f"/tasks/{answered_task}/contacts").json["items"]}
+    assert {n: [c.get(f) for f in fields] for n, c in stored.items()} == {
+        n: [c.get(f) for f in fields] for n, c in same.items()
+    }
+    assert task_detail(queued_task)["counts"]["contacts"] == task_detail(answered_task)["counts"]["contacts"]
+    assert import_calls(sims["xswitch"]) == []
+
+
+def test_1001_contacts_answer_202_and_rows_over_the_task_limit_are_invalid(sims: dict[str, Any], limits: Any) -> None:
+    limits("xswitch", maxNumbersPerTask=600)
+    task_id = create_task("xswitch")
+    contacts = [{"mobile": f"1380013{i:04d}"} for i in range(1001)]
+    answer = api("POST", f"/tasks/{task_id}/contacts", {"contacts": contacts})
+    assert answer.status == 202, answer.json
+    assert (answer.json["rowsRead"], answer.json["chunks"]) == (1001, 1)
+    work()
+    done = job(answer.json["importId"])
+    assert done["status"] == "completed"
+    # one chunk: its 1,001 numbers do not fit the task's 600, so none of them is added (as for an upload)
+    assert (done["rows"], done["accepted"], done["invalid"]) == (1001, 0, 1001)
+    assert done["reasons"] == {"over_limit": 1001}
+    assert stored_numbers(task_id) == []
+
+
+def test_a_large_request_whose_names_make_two_columns_one_is_422_and_stores_nothing(
+    sims: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from outcall import contacts
+
+    monkeypatch.setattr(contacts, "SYNC_JSON_CONTACTS", 1)
+    task_id = create_task("xswitch")
+    body = {"contacts": [{"mobile": "13800138000", "variables": {"Mobile": "x"}}, {"mobile": "13900139000"}]}
+    answer = api("POST", f"/tasks/{task_id}/contacts", body)
+    assert answer.status == 422, answer.json
+    assert answer.json["errors"][0]["field"] == "contacts"
+    assert api("GET", f"/tasks/{task_id}/imports").json["items"] == []
+    assert stored_numbers(task_id) == []
+
+
 # ---------------------------------------------------------------- uploads
 
 

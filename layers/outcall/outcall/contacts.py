@@ -19,12 +19,17 @@ from typing import Annotated, Any, Final
 from pydantic import AfterValidator, Field, Strict
 
 from outcall import limits
-from outcall.calllists import ACCEPTED, DUPLICATE, INVALID, RowOutcome
+from outcall.calllists import ACCEPTED, DUPLICATE, INVALID, CallListError, Columns, RowOutcome
+from outcall.errors import Unprocessable
 from outcall.models import Contact, ContactState, InputModel, Model, Region, Task
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
 
 MAX_JSON_CONTACTS: Final = 10_000
+# More contacts than this in one JSON request are an import worked by the import queue (answer 202):
+# 10,000 contacts took 30 s to answer in one request (bench/results/json_contacts.json), the most API
+# Gateway waits; 1,000 answer in about 4 s.
+SYNC_JSON_CONTACTS: Final = 1_000
 DNC_REASON: Final = "dnc"
 FINAL_TASK_STATUSES: Final = frozenset({"stopped", "completed", "failed"})
 
@@ -96,6 +101,25 @@ class ContactInput(InputModel):
 class AddContactsRequest(InputModel):
     contacts: list[ContactInput] = Field(min_length=1, max_length=MAX_JSON_CONTACTS)
     default_region: Region = Field("CN", description="ISO 3166 region of numbers given without a country code")
+
+    @property
+    def queued(self) -> bool:
+        """Over SYNC_JSON_CONTACTS contacts: an import the queue works (202), not an answer now."""
+        return len(self.contacts) > SYNC_JSON_CONTACTS
+
+    def call_list(self) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+        """The contacts as the rows of one call list: the header is every field and variable any
+        contact has (in order of appearance), a contact without one has it empty (an empty cell is an
+        absent field or variable, as in a file). 422 when two names of the header are one column."""
+        header = tuple(dict.fromkeys(key for contact in self.contacts for key in contact.record()))
+        try:
+            Columns.from_header(header)
+        except CallListError as exc:
+            raise Unprocessable(
+                f"the contacts' fields and variables do not make one call list: {exc.message}",
+                details=[{"field": "contacts", "message": exc.message}],
+            ) from exc
+        return header, [dict.fromkeys(header) | contact.record() for contact in self.contacts]
 
 
 class ContactResult(Model):

@@ -196,6 +196,25 @@ IMPORT_JOB: dict[str, Any] = {
     "startedAt": "2030-01-01T08:00:03Z",
     "finishedAt": "2030-01-01T08:00:09Z",
 }
+JSON_IMPORT_QUEUED: dict[str, Any] = {
+    "importId": IMPORT_ID,
+    "taskId": TASK_ID,
+    "source": "json",
+    "status": "running",
+    "defaultRegion": "CN",
+    "file": {"kind": "json", "header": ["name", "mobile", "externalId"]},
+    "rowsRead": 10000,
+    "chunks": 2,
+    "chunksDone": 0,
+    "rows": 0,
+    "accepted": 0,
+    "duplicate": 0,
+    "invalid": 0,
+    "reasons": {},
+    "createdAt": NOW,
+    "updatedAt": NOW,
+    "startedAt": NOW,
+}
 IMPORT_PAGE: dict[str, Any] = {"items": [IMPORT_JOB], "nextToken": None}
 CONTACT_PAGE: dict[str, Any] = {
     "items": [

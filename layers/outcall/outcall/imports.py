@@ -359,6 +359,39 @@ class Importer:
             contacts=results,
         )
 
+    def queue_json(self, task_id: str, request: AddContactsRequest) -> ImportJob:
+        """A JSON request too large to answer at once (`request.queued`): planned here as an upload
+        is (chunks of CHUNK_ROWS rows, their numbers reserved, each queued) and worked by the import
+        queue; GET /imports/{importId} follows it."""
+        task = self._task(task_id)
+        provider = self._provider_for(task)
+        header, records = request.call_list()
+        now = utcnow()
+        region = request.default_region.upper()
+        info = CallListFile(kind="json", header=list(header))
+        job = ImportJob(
+            import_id=new_import_id(),
+            task_id=task_id,
+            source="json",
+            status="running",
+            default_region=region,
+            file=info,
+            created_at=now,
+            updated_at=now,
+            started_at=now,
+        )
+        self.store.create_import(job)
+        outcomes = list(process_records(records, default_region=region))
+        over_limit: str | None = None
+        chunks = range(0, len(outcomes), CHUNK_ROWS)
+        for n, start in enumerate(chunks):
+            rows = outcomes[start : start + CHUNK_ROWS]
+            over_limit = self._plan_chunk(job, task, provider, n, rows, header, over_limit)
+        planned = self.store.update_import(job.import_id, {"chunks": len(chunks), "rowsRead": len(outcomes)})
+        logger.info("JSON import queued", extra={"importId": job.import_id, "chunks": len(chunks)})
+        self._maybe_finish(planned)  # every chunk may be done before `chunks` was stored, as in `plan`
+        return planned or job
+
     def _reserve_or_refuse(self, job: ImportJob, task: Task, provider: Provider, accepted: int, rows: int) -> None:
         per_task, per_account = number_limits(provider)
         marker = self.store.chunk_marker(job.import_id, 0, rows=rows, reserved=accepted)

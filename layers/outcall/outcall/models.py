@@ -349,7 +349,7 @@ class Contact(Model):
 class CallListFile(Model):
     """What the import made of an uploaded file."""
 
-    kind: Literal["csv", "xlsx"]
+    kind: Literal["csv", "xlsx", "json"] = Field(description="json: a JSON request of more than 1,000 contacts")
     header: list[str] = Field(default_factory=list)
     encoding: str | None = None
     delimiter: str | None = None
