@@ -426,10 +426,11 @@ def on_dispatch(record: SQSRecord) -> None:
 
 
 def on_dispatch_batch(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+    from aws_lambda_powertools.utilities.batch import process_partial_response
 
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=on_dispatch, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=on_dispatch, processor=queues.sqs_batch_processor(), context=context
+    )
 
 
 def dispatch_running() -> dict[str, Any]:

@@ -201,10 +201,11 @@ def _request_dispatch(task_ids: list[str]) -> None:
 def on_results(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     """An SQS batch of kept pushes: each record applied by on_result, partial batch failures."""
     # imported here: Powertools batch loads every parser model (~25 ms) that an HTTP push never needs
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+    from aws_lambda_powertools.utilities.batch import process_partial_response
 
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=on_result, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=on_result, processor=queues.sqs_batch_processor(), context=context
+    )
 
 
 def on_schedule(event: Mapping[str, Any]) -> dict[str, Any]:

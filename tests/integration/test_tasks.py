@@ -572,3 +572,63 @@ def test_a_claim_left_by_a_crashed_caller_is_taken_over_after_it_goes_stale(sims
     started = call("POST", f"/tasks/{task['taskId']}/start")
     assert started.status == 200 and started.json["status"] == "running"
     assert "pending" not in table.get_item(Key=key)["Item"]
+
+
+# ---------------------------------------------------------------- the dispatch queue
+
+
+def test_a_busy_dispatcher_sends_the_run_to_its_queue_and_the_redelivery_releases(sims: Any) -> None:
+    """Another run holds the provider account's lease: start answers (the task runs), its first wave
+    goes to the dispatch queue; the queue's batch reports the message failed while the lease is held
+    (SQS delivers it again), and releases the contacts once it is free."""
+    import os
+
+    import task_control_handler as handler
+    from outcall.calllists import process_records
+    from outcall.contacts import add_rows
+
+    task = create("xswitch", settings={"hopperLevel": 10})
+    store = default_store()
+    stored = store.get_task(task["taskId"])
+    assert stored is not None
+    rows = list(process_records([{"mobile": f"+86138{10000000 + i:08d}"} for i in range(3)], default_region="CN"))
+    added = add_rows(store, stored, "imp_busy", rows, reserved=3)
+    store.add_contact_counts(
+        stored.task_id, {k.split(".", 1)[1]: v for k, v in added.task_counts.items() if k.startswith("contacts.")}
+    )
+    assert store.take_dispatch_lease("xswitch", "another-run", 120)
+    sim = sims["xswitch"]
+    imports_before = len(provider_calls(sim, "POST", f"/api/out_call_tasks/{task['providerTaskId']}/import"))
+
+    assert call("POST", f"/tasks/{task['taskId']}/start").json["status"] == "running"
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = os.environ["DISPATCH_QUEUE_URL"]
+    got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    assert [json.loads(m["Body"])["taskId"] for m in got] == [task["taskId"]]
+    event = {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m["Attributes"],
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DispatchQueue",
+                "awsRegion": "us-east-1",
+            }
+            for m in got
+        ]
+    }
+    busy = handler.lambda_handler(event, FakeContext())
+    assert busy["batchItemFailures"] == [{"itemIdentifier": got[0]["MessageId"]}]  # delivered again by SQS
+    assert len(provider_calls(sim, "POST", f"/api/out_call_tasks/{task['providerTaskId']}/import")) == imports_before
+    assert all(c["state"] == "queued" for c in store.iter_contacts(task["taskId"]))
+
+    store.drop_dispatch_lease("xswitch", "another-run")
+    assert handler.lambda_handler(event, FakeContext())["batchItemFailures"] == []
+    assert (
+        len(provider_calls(sim, "POST", f"/api/out_call_tasks/{task['providerTaskId']}/import")) == imports_before + 1
+    )
+    assert sorted(c["state"] for c in store.iter_contacts(task["taskId"])) == ["released"] * 3
