@@ -376,6 +376,29 @@ def test_faults_on_30_percent_of_release_calls_lose_and_duplicate_nothing(store:
     assert len(provider.held) == 200  # 0 lost
 
 
+def test_a_429_on_release_waits_and_sends_the_same_releases_again(store: Store) -> None:
+    """The provider's rate limit outlasts the module's own retries: the wave stops at that batch, the
+    contacts stay `releasing` (never guessed released or refused) and go again, same keys, once stale."""
+    provider, clock = RecordingProvider(), Clock()
+    task = make_task(store, provider, 25, hopperLevel=25)  # three batches of 10, 10, 5
+    svc, dispatcher = service(store, provider, clock)
+    provider.fail_next = [ProviderError("429 Too Many Requests", provider="nxcloud", provider_code=429, retryable=True)]
+    svc.transition(task.task_id, "start")
+    assert len(provider.calls) == 1 and provider.held == {}  # the wave stopped at the refused batch
+    waiting = list(store.iter_contacts(task.task_id))
+    assert {c["state"] for c in waiting} == {"releasing"}
+    assert all("429" in c["lastError"] for c in waiting)
+    keys = {c["e164"]: c["releaseKey"] for c in waiting}
+    assert dispatcher.run(task.task_id).released == 0  # not stale yet: nothing sent twice meanwhile
+    assert len(provider.calls) == 1
+    clock.advance(seconds=121)
+    out = dispatcher.run(task.task_id)
+    assert out.resent == 25 and out.errors == []
+    assert {c.e164: c.release_key for c in provider.held.values()} == keys  # the same releases
+    assert states(store, task) == {"released": 25}
+    assert all(c["attempts"] == 1 for c in store.iter_contacts(task.task_id))
+
+
 def test_a_batch_refused_as_a_whole_goes_back_to_the_hopper_without_spending_an_attempt(store: Store) -> None:
     provider, clock = RecordingProvider(), Clock()
     task = make_task(store, provider, 5, hopperLevel=5)

@@ -279,11 +279,10 @@ class Dispatcher:
                 self.store.drop_dispatch_lease(provider_key, owner)
 
     def _ever_had_contacts(self, task: Task) -> bool:
-        found = self.store.get_task_with_counts(task.task_id)
-        if found is None:
-            return False
-        counts = found[1].get("contacts", {})
-        return any(int(v) > 0 for k, v in counts.items() if k in ("done", "skipped"))
+        """Whether the task holds any contact (with nothing queued and nothing in flight, every one of
+        them has left the engine): read from the contacts themselves, not from counters."""
+        page, _ = self.store.list_contacts(task.task_id, limit=1)
+        return bool(page)
 
     def _settle(self, task: Task, screened: Screened, out: DispatchOutcome) -> None:
         """Contacts the gate stopped: skipped (do-not-call) or back in the hopper (window, cap)."""
