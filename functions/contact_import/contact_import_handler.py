@@ -1,7 +1,8 @@
 """contact_import: call lists as JSON or S3 uploads; the SQS worker plans, works and finishes them.
 
 HTTP (API Gateway HTTP API), S3 ObjectCreated under imports/, and SQS import messages all arrive
-here; each is parsed with Powertools and handed to outcall.imports.Importer."""
+here; each is parsed with Powertools and handed to outcall.imports.Importer. S3 ObjectCreated under
+dnc-imports/ (do-not-call lists) goes to outcall.dnc_uploads.DncUploads."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, reque
 from outcall.bucket import CallListBucket
 from outcall.config import Config, provider_settings
 from outcall.contacts import AddContactsRequest, AddContactsResult, ContactPage
+from outcall.dnc import request_withdrawals
+from outcall.dnc_uploads import DNC_IMPORT_PREFIX, DncUploads
 from outcall.idempotency import IDEMPOTENCY_HEADER, once_per_key
 from outcall.imports import CreateUploadRequest, Importer, ImportMessage, ImportPage, UploadTicket
 from outcall.models import ContactState, ImportJob
@@ -171,6 +174,15 @@ def get_import(import_id: Annotated[str, Path(alias="importId", min_length=1, ma
     return importer().get(import_id)
 
 
+def dnc_uploads() -> DncUploads:
+    """Do-not-call lists uploaded under dnc-imports/ (the tickets are task_control's routes)."""
+    return DncUploads(
+        default_store(),
+        CallListBucket(Config.from_env().bucket_name),
+        on_listed=lambda task_id: request_withdrawals(default_store(), task_id),
+    )
+
+
 # One function takes HTTP requests, S3 events and SQS batches; what only one of them needs is
 # imported when the first such event arrives, so the other two do not pay for it at a cold start.
 
@@ -186,6 +198,9 @@ def on_upload(event: dict[str, Any]) -> dict[str, int]:
     for record in s3_event.Records:
         obj = record.s3.object
         if obj is None:  # not an object event
+            continue
+        if obj.key.startswith(DNC_IMPORT_PREFIX):  # a do-not-call list: imported in this invocation
+            dnc_uploads().register_upload(obj.key, obj.versionId or obj.eTag)
             continue
         if work.register_upload(record.s3.bucket.name, obj.key, obj.versionId or obj.eTag) is not None:
             queued += 1
