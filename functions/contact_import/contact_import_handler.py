@@ -21,7 +21,7 @@ from outcall.bucket import CallListBucket
 from outcall.config import Config, provider_settings
 from outcall.contacts import AddContactsRequest, AddContactsResult, ContactPage
 from outcall.dnc import request_withdrawals
-from outcall.dnc_uploads import DNC_IMPORT_PREFIX, DncUploads
+from outcall.dnc_uploads import DncUploads, is_dnc_upload
 from outcall.idempotency import IDEMPOTENCY_HEADER, once_per_key
 from outcall.imports import CreateUploadRequest, Importer, ImportMessage, ImportPage, UploadTicket
 from outcall.models import ContactState, ImportJob
@@ -199,7 +199,7 @@ def on_upload(event: dict[str, Any]) -> dict[str, int]:
         obj = record.s3.object
         if obj is None:  # not an object event
             continue
-        if obj.key.startswith(DNC_IMPORT_PREFIX):  # a do-not-call list: imported in this invocation
+        if is_dnc_upload(obj.key):  # a do-not-call list: imported in this invocation
             dnc_uploads().register_upload(obj.key, obj.versionId or obj.eTag)
             continue
         if work.register_upload(record.s3.bucket.name, obj.key, obj.versionId or obj.eTag) is not None:

@@ -23,6 +23,7 @@ from outcall.dnc_uploads import DncImportBusy, DncUploads
 from outcall.store import Store, utcnow
 
 from local.moto_s3 import keep_put_bodies
+from tests.helpers import FakeContext, load_event
 from tests.integration.test_compliance import CN, RecordingProvider, engine, fixed_clock, make_task, sent_numbers
 from tests.integration.test_imports import bucket_name, csv_bytes, s3_event
 from tests.integration.test_tasks import call
@@ -41,14 +42,29 @@ def ticket_for(body: dict[str, Any], task_id: str | None = None) -> dict[str, An
     return dict(answer.json)
 
 
-def put_file(ticket: dict[str, Any], data: bytes, content_type: str | None = "text/csv") -> str | None:
+def encoded_event(key: str, version: str | None) -> dict[str, Any]:
+    """The S3 event with the key encoded as S3 may send it: every `/` as %2F."""
+    import copy
+    from urllib.parse import quote_plus
+
+    import contact_import_handler
+
+    event = load_event("contact_import_s3_put")
+    event["Records"][0]["s3"]["bucket"]["name"] = bucket_name()
+    event["Records"][0]["s3"]["object"].update(key=quote_plus(key, safe=""), versionId=version)
+    return dict(contact_import_handler.lambda_handler(copy.deepcopy(event), FakeContext()))
+
+
+def put_file(
+    ticket: dict[str, Any], data: bytes, content_type: str | None = "text/csv", *, deliver: Any = s3_event
+) -> str | None:
     """The client's PUT to the presigned URL, then the S3 event that follows it; the object version."""
     headers = {"Content-Type": content_type} if content_type else {}
     answer = requests.put(ticket["uploadUrl"], data=data, headers=headers, timeout=10)
     assert answer.status_code == 200, answer.text
     head = boto3.client("s3", region_name="us-east-1").head_object(Bucket=bucket_name(), Key=ticket["objectKey"])
     version = head.get("VersionId")
-    s3_event(ticket["objectKey"], version)
+    deliver(ticket["objectKey"], version)
     return version
 
 
@@ -120,7 +136,8 @@ def test_an_xlsx_fills_the_tasks_list_only(store: Store) -> None:
     task = make_task(store, RecordingProvider(), [])
     ticket = ticket_for({"filename": "名单.xlsx", "defaultRegion": "us"}, task.task_id)
     assert ticket["headers"]["Content-Type"].startswith("application/vnd.openxmlformats")
-    put_file(ticket, xlsx_bytes([["Name", "Mobile"], ["A", "(212) 555-0100"], ["B", 13900000007]]))
+    rows = [["Name", "Mobile"], ["A", "(212) 555-0100"], ["B", 13900000007]]
+    put_file(ticket, xlsx_bytes(rows), deliver=encoded_event)
     done = status(ticket["importId"], task.task_id)
     assert (done["status"], done["scope"], done["taskId"]) == ("completed", "task", task.task_id)
     assert (done["rows"], done["added"], done["invalid"]) == (2, 1, 1), done  # a CN mobile read as a US number

@@ -216,6 +216,13 @@ class _Tally:
         }
 
 
+def is_dnc_upload(raw_key: str) -> bool:
+    """Whether an S3 event's key (URL-encoded: `/` may come as %2F) is under dnc-imports/."""
+    from urllib.parse import unquote_plus
+
+    return unquote_plus(raw_key).startswith(DNC_IMPORT_PREFIX)
+
+
 class DncUploads:
     """Tickets, progress and the runs of do-not-call uploads. `on_listed(task_id or None)` is told
     when a run listed numbers (outcall.dnc.request_withdrawals in the handlers)."""
