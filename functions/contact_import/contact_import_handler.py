@@ -187,7 +187,7 @@ def dnc_uploads() -> DncUploads:
 # imported when the first such event arrives, so the other two do not pay for it at a cold start.
 
 
-def on_upload(event: dict[str, Any]) -> dict[str, int]:
+def on_upload(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, int]:
     """S3 ObjectCreated: register each object as an import job and queue it once."""
     from aws_lambda_powertools.utilities.parser import parse
     from aws_lambda_powertools.utilities.parser.models import S3Model
@@ -200,7 +200,8 @@ def on_upload(event: dict[str, Any]) -> dict[str, int]:
         if obj is None:  # not an object event
             continue
         if is_dnc_upload(obj.key):  # a do-not-call list: imported in this invocation
-            dnc_uploads().register_upload(obj.key, obj.versionId or obj.eTag)
+            run_id = context.aws_request_id if context is not None else obj.sequencer or ""
+            dnc_uploads().register_upload(obj.key, obj.versionId or obj.eTag, run_id)
             continue
         if work.register_upload(record.s3.bucket.name, obj.key, obj.versionId or obj.eTag) is not None:
             queued += 1
@@ -237,7 +238,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str
         return resolve(app, event, context)
     records = event.get("Records") or [{}]
     if records[0].get("eventSource") == "aws:s3":
-        return on_upload(event)
+        return on_upload(event, context)
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
     return process_partial_response(event=event, record_handler=on_message, processor=_processor(), context=context)

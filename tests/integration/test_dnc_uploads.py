@@ -221,18 +221,23 @@ def test_an_object_without_a_ticket_and_a_later_put_list_nothing(store: Store) -
     assert call("GET", f"/dnc/{CN[2]}").status == 404
 
 
-def test_a_run_that_dies_is_taken_over_after_its_lease_and_counts_each_row_once(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(dnc_uploads, "CHECKPOINT_ROWS", 2)
+def uploaded_by_hand(store: Store, rows: list[list[str]]) -> tuple[DncUploads, Any, str, str, str]:
+    """A ticket and its file in the bucket, with an uploader on a controlled clock whose runs the test
+    starts itself: (uploader, clock, importId, key, version)."""
     clock = fixed_clock(utcnow())
     uploads = DncUploads(store, CallListBucket(os.environ["BUCKET_NAME"]), clock=lambda: clock.now)
     ticket = ticket_for({"filename": "list.csv"})
+    key = ticket["objectKey"]
+    put = boto3.client("s3", region_name="us-east-1").put_object(Bucket=bucket_name(), Key=key, Body=csv_bytes(rows))
+    return uploads, clock, ticket["importId"], key, put["VersionId"]
+
+
+def test_a_run_that_dies_is_taken_over_by_its_retry_and_counts_each_row_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dnc_uploads, "CHECKPOINT_ROWS", 2)
     numbers = CN[10:17]
-    body = csv_bytes([["mobile"], *([n] for n in numbers), [numbers[0]]])
-    version = boto3.client("s3", region_name="us-east-1").put_object(
-        Bucket=bucket_name(), Key=ticket["objectKey"], Body=body
-    )["VersionId"]
+    uploads, _clock, import_id, key, version = uploaded_by_hand(store, [["mobile"], *([n] for n in numbers), [CN[10]]])
 
     real_put, puts = store.put_dnc, []
 
@@ -244,19 +249,40 @@ def test_a_run_that_dies_is_taken_over_after_its_lease_and_counts_each_row_once(
 
     monkeypatch.setattr(store, "put_dnc", dies_on_the_third_write)
     with pytest.raises(TimeoutError):
-        uploads.register_upload(ticket["objectKey"], version)
-    mid = status(ticket["importId"])
+        uploads.register_upload(key, version, "req-1")
+    mid = status(import_id)
     assert mid["status"] == "running" and (mid["rows"], mid["added"]) == (4, 4)
-    with pytest.raises(DncImportBusy):  # Lambda's retry comes while the lease holds: tried again later
-        uploads.register_upload(ticket["objectKey"], version)
-
-    clock.now += timedelta(seconds=dnc_uploads.LEASE_SECONDS + 1)
     monkeypatch.setattr(store, "put_dnc", real_put)
-    done = uploads.register_upload(ticket["objectKey"], version)
+    # a duplicate delivery of the event (another request) while the lease holds does nothing
+    assert uploads.register_upload(key, version, "req-2") is None
+    assert status(import_id)["rows"] == 4
+
+    done = uploads.register_upload(key, version, "req-1")  # Lambda's retry: the same request id
     assert done is not None and done.status == "completed"
     assert (done.rows, done.added, done.already_listed, done.duplicate) == (8, 7, 0, 1)
     assert sorted(i["e164"] for i in call("GET", "/dnc").json["items"]) == sorted(numbers)
-    assert uploads.register_upload(ticket["objectKey"], version) is None  # a late duplicate event: nothing
+    assert uploads.register_upload(key, version, "req-3") is None  # a late duplicate event: nothing
+
+
+def test_a_run_whose_lease_ran_out_is_taken_over_and_the_old_one_stops(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dnc_uploads, "CHECKPOINT_ROWS", 1)
+    uploads, clock, import_id, key, version = uploaded_by_hand(store, [["mobile"], [CN[20]], [CN[21]], [CN[22]]])
+    real_put, taken_over = store.put_dnc, []
+
+    def stalls_then_another_run_takes_over(list_id: str, entries: Any) -> None:
+        real_put(list_id, entries)
+        if not taken_over:  # the first run stalls past its lease; another delivery takes the job
+            taken_over.append(True)
+            clock.now += timedelta(seconds=dnc_uploads.LEASE_SECONDS + 1)
+            assert uploads.register_upload(key, version, "req-2") is not None
+
+    monkeypatch.setattr(store, "put_dnc", stalls_then_another_run_takes_over)
+    with pytest.raises(DncImportBusy):
+        uploads.register_upload(key, version, "req-1")
+    done = status(import_id)
+    assert (done["status"], done["rows"], done["added"]) == ("completed", 3, 3)
 
 
 def test_a_number_listed_by_upload_is_refused_at_import_and_never_released(store: Store) -> None:

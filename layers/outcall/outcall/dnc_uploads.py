@@ -16,10 +16,11 @@ shape (outcall.uploads) for `dnc-imports/<importId>/<file>` in the call-list buc
   it was), `duplicate` (an earlier row of the file has the number) or `invalid` (with its reason;
   the first MAX_INVALID_ROWS are listed with row and message). rows = added + alreadyListed +
   duplicate + invalid;
-- a run that dies (timeout, throttling) is retried by Lambda's asynchronous retries: the retry takes
-  the job over once its lease has run out (a retry that finds the lease held fails, so Lambda tries
-  again later; the last failure lands in the UploadDLQ) and carries on after `rowsDone`; entries
-  the dead run wrote name this import, so they count as added, not as already listed;
+- a run that dies (timeout, throttling) is retried by Lambda's asynchronous retries, which keep the
+  request id: the retry takes the job over at once (`runId`), as any delivery may once the lease ran
+  out, and carries on after `rowsDone` (a duplicate delivery of the event while the lease holds does
+  nothing); entries the dead run wrote name this import, so they count as added, not as already
+  listed. The last failed retry lands in the UploadDLQ;
 - when it ends, running tasks are asked for a dispatcher run (outcall.dnc.request_withdrawals), which
   withdraws listed contacts their provider holds. A number listed by upload is refused at import
   and never released, as one listed by JSON.
@@ -158,7 +159,7 @@ class DncImport(Model):
 
 
 class DncImportBusy(Exception):
-    """Another run of the same upload holds its lease: this delivery fails, to be retried later."""
+    """Another run took this upload over (this one outlived its lease): this one stops."""
 
 
 def _job_of(item: dict[str, Any]) -> DncImport:
@@ -281,9 +282,10 @@ class DncUploads:
         return _job_of(item)
 
     # ------------------------------------------------------------ the run
-    def register_upload(self, raw_key: str, version: str | None) -> DncImport | None:
-        """An object arrived under dnc-imports/: run its import (once per ticket). None when there
-        is nothing (new) to do; DncImportBusy when another run holds the job."""
+    def register_upload(self, raw_key: str, version: str | None, run_id: str) -> DncImport | None:
+        """An object arrived under dnc-imports/: run its import (once per ticket). `run_id` is the
+        invocation's request id (Lambda's retries of an event keep it). None when there is nothing
+        (new) to do."""
         from urllib.parse import unquote_plus
 
         key = unquote_plus(raw_key)  # S3 event keys are URL-encoded
@@ -293,49 +295,52 @@ class DncUploads:
             return None
         import_id = parts[1]
         now = self.clock()
-        job = self.store.claim_dnc_import(import_id, key, version or "", now, LEASE_SECONDS, KEEP_DAYS)
+        job = self.store.claim_dnc_import(import_id, key, version or "", run_id, now, LEASE_SECONDS, KEEP_DAYS)
         if job is None:
             current = self.store.get_dnc_import(import_id)
             if current is None or current.get("objectKey") != key:
-                logger.warning("dnc upload ignored: no ticket for it", extra={"importId": import_id})
+                message = "dnc upload ignored: no ticket for it"
             elif current.get("objectVersion") != (version or ""):
-                logger.warning("a later PUT of a dnc upload URL ignored", extra={"importId": import_id})
+                message = "a later PUT of a dnc upload URL ignored"
             elif current.get("status") == "running":
-                raise DncImportBusy(f"{import_id} is being imported by another run")
+                message = "dnc upload being imported by another delivery"  # it goes on, or its retry does
             else:
-                logger.info("dnc upload already imported", extra={"importId": import_id})
+                message = "dnc upload already imported"
+            logger.info(message, extra={"importId": import_id})
             return None
-        return _job_of(self._run(job))
+        return _job_of(self._run(job, run_id))
 
-    def _run(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _run(self, job: dict[str, Any], run_id: str) -> dict[str, Any]:
         from outcall.calllists import CallListError, open_call_list
         from outcall.imports import MAX_FILE_BYTES
 
         now = self.clock()
         expires = job.get("entriesExpireAt")
         if expires is not None and float(expires) <= now.timestamp():
-            return self._end(job, _Tally.of(job), "expiresAt passed before the file was imported: ask a new ticket")
+            return self._end(
+                job, run_id, _Tally.of(job), "expiresAt passed before the file was imported: ask a new ticket"
+            )
         task_id = job.get("taskId")
         if task_id and self.store.get_task(task_id) is None:
-            return self._end(job, _Tally.of(job), f"there is no task {task_id!r} whose list to fill")
+            return self._end(job, run_id, _Tally.of(job), f"there is no task {task_id!r} whose list to fill")
         try:
             stream, size = self.bucket.open(job["objectKey"], job.get("objectVersion") or None)
         except NotFound as exc:
-            return self._end(job, _Tally.of(job), exc.message)
+            return self._end(job, run_id, _Tally.of(job), exc.message)
         if size > MAX_FILE_BYTES:
             limit = MAX_FILE_BYTES // 2**20
-            return self._end(job, _Tally.of(job), f"the file is {size / 2**20:.0f} MB; the most is {limit} MB")
+            return self._end(job, run_id, _Tally.of(job), f"the file is {size / 2**20:.0f} MB; the most is {limit} MB")
         try:
             call_list = open_call_list(
                 stream, filename=job["filename"], sheet=job.get("sheet"), spool_dir=self.spool_dir
             )
         except CallListError as exc:
-            return self._end(job, _Tally.of(job), exc.message)
+            return self._end(job, run_id, _Tally.of(job), exc.message)
         with call_list:
-            tally, error = self._rows(job, call_list)
-        return self._end(job, tally, error)
+            tally, error = self._rows(job, run_id, call_list)
+        return self._end(job, run_id, tally, error)
 
-    def _rows(self, job: dict[str, Any], call_list: CallList) -> tuple[_Tally, str | None]:
+    def _rows(self, job: dict[str, Any], run_id: str, call_list: CallList) -> tuple[_Tally, str | None]:
         from outcall.calllists import INVALID, CallListError, RowOutcome, process_rows
 
         tally = _Tally.of(job)
@@ -350,17 +355,17 @@ class DncUploads:
                     continue
                 batch.append(outcome)
                 if len(batch) == CHECKPOINT_ROWS:
-                    self._checkpoint(job, batch, tally)
+                    self._checkpoint(job, run_id, batch, tally)
                     batch = []
         except CallListError as exc:
             row = exc.row or last_row + 1
             error = f"{exc.message} (the rows after row {row} were not read)"
             batch.append(RowOutcome(row, INVALID, None, exc.reason, exc.message, [], call_list.columns))
         if batch:
-            self._checkpoint(job, batch, tally)
+            self._checkpoint(job, run_id, batch, tally)
         return tally, error
 
-    def _checkpoint(self, job: dict[str, Any], outcomes: list[RowOutcome], tally: _Tally) -> None:
+    def _checkpoint(self, job: dict[str, Any], run_id: str, outcomes: list[RowOutcome], tally: _Tally) -> None:
         """List the accepted numbers not on the list yet, then store the counts up to the last row."""
         now = self.clock()
         accepted = [o.e164 for o in outcomes if o.status == "accepted" and o.e164]
@@ -390,14 +395,14 @@ class DncUploads:
             )
         lease = int(now.timestamp()) + LEASE_SECONDS
         changes = {**tally.dump(), "rowsDone": outcomes[-1].row, "leaseUntil": lease}
-        if self.store.update_dnc_import(job["importId"], changes, now) is None:
+        if self.store.update_dnc_import(job["importId"], run_id, changes, now) is None:
             raise DncImportBusy(f"{job['importId']} is no longer running here")
 
-    def _end(self, job: dict[str, Any], tally: _Tally, error: str | None) -> dict[str, Any]:
+    def _end(self, job: dict[str, Any], run_id: str, tally: _Tally, error: str | None) -> dict[str, Any]:
         now = self.clock()
         status = "failed" if error else "completed"
         changes = {**tally.dump(), "status": status, "error": error, "finishedAt": now.isoformat(), "leaseUntil": None}
-        ended = self.store.update_dnc_import(job["importId"], changes, now)
+        ended = self.store.update_dnc_import(job["importId"], run_id, changes, now)
         if ended is None:
             raise DncImportBusy(f"{job['importId']} is no longer running here")
         logger.info(

@@ -9,7 +9,8 @@ upload also holds the `importId` of that upload.
 
 A do-not-call upload (outcall.dnc_uploads) is `DNCIMPORT#<importId>` / `DNCIMPORT`: the list it fills
 (`list`), its file, status and counts, `rowsDone` (the last row whose outcome is stored and counted) and,
-while it runs, `leaseUntil` (epoch seconds; the run renews it at every checkpoint). Its `expiresAt` is the
+while it runs, `runId` (the Lambda request id: its retries have the same) and `leaseUntil` (epoch
+seconds; the run renews it at every checkpoint). Its `expiresAt` is the
 TTL of the job itself (a waiting ticket a day after its URL expires, a finished import 90 days on); the
 expiry of the entries it lists is `entriesExpireAt`.
 """
@@ -112,22 +113,24 @@ class DncItems(StoreBase):
         return self._strip(item) if item else None
 
     def claim_dnc_import(
-        self, import_id: str, key: str, version: str, now: datetime, lease_seconds: int, keep_days: int
+        self, import_id: str, key: str, version: str, run_id: str, now: datetime, lease_seconds: int, keep_days: int
     ) -> dict[str, Any] | None:
         """Start (or take over) the run of an upload: a `waiting` job for this object key, or a
-        `running` one of this object version whose lease ran out. The job as claimed, or None."""
+        `running` one of this object version whose lease ran out or whose run this is (a retry of
+        it). The job as claimed, or None."""
         stamp = int(now.timestamp())
         item = self._update_if(
             Key=self._dnc_import_key(import_id),
-            UpdateExpression="SET #s = :running, objectVersion = :v, leaseUntil = :lease, updatedAt = :now, "
-            "startedAt = if_not_exists(startedAt, :now), expiresAt = :keep",
+            UpdateExpression="SET #s = :running, objectVersion = :v, runId = :run, leaseUntil = :lease, "
+            "updatedAt = :now, startedAt = if_not_exists(startedAt, :now), expiresAt = :keep",
             ConditionExpression="objectKey = :key AND (#s = :waiting OR "
-            "(#s = :running AND objectVersion = :v AND leaseUntil < :stamp))",
+            "(#s = :running AND objectVersion = :v AND (leaseUntil < :stamp OR runId = :run)))",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
                 ":running": "running",
                 ":waiting": "waiting",
                 ":v": version,
+                ":run": run_id,
                 ":key": key,
                 ":lease": stamp + lease_seconds,
                 ":stamp": stamp,
@@ -137,14 +140,17 @@ class DncItems(StoreBase):
         )
         return self._strip(item) if item else None
 
-    def update_dnc_import(self, import_id: str, changes: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
-        """Set attributes (camelCase; None removes one) of a running upload; None when it is not running."""
+    def update_dnc_import(
+        self, import_id: str, run_id: str, changes: Mapping[str, Any], now: datetime
+    ) -> dict[str, Any] | None:
+        """Set attributes (camelCase; None removes one) of an upload while this run holds it; None
+        when it does not (another run took it over)."""
         names: dict[str, str] = {"#s": "status"}
-        values: dict[str, Any] = {":now": now.isoformat(), ":running": "running"}
+        values: dict[str, Any] = {":now": now.isoformat(), ":running": "running", ":run": run_id}
         item = self._update_if(
             Key=self._dnc_import_key(import_id),
             UpdateExpression=update_expression(changes, names, values, ["updatedAt = :now"], []),
-            ConditionExpression="#s = :running",
+            ConditionExpression="#s = :running AND runId = :run",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
