@@ -1,7 +1,8 @@
 """contact_import: call lists as JSON or S3 uploads; the SQS worker plans, works and finishes them.
 
 HTTP (API Gateway HTTP API), S3 ObjectCreated under imports/, and SQS import messages all arrive
-here; each is parsed with Powertools and handed to outcall.imports.Importer."""
+here; each is parsed with Powertools and handed to outcall.imports.Importer. S3 ObjectCreated under
+dnc-imports/ (do-not-call lists) goes to outcall.dnc_uploads.DncUploads."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, reque
 from outcall.bucket import CallListBucket
 from outcall.config import ContactImportConfig, provider_settings
 from outcall.contacts import SYNC_JSON_CONTACTS, AddContactsRequest, AddContactsResult, ContactPage
+from outcall.dnc import request_withdrawals
+from outcall.dnc_uploads import DncUploads, is_dnc_upload
 from outcall.idempotency import IDEMPOTENCY_HEADER, once_per_key
 from outcall.imports import CreateUploadRequest, Importer, ImportMessage, ImportPage, UploadTicket
 from outcall.models import ContactState, ImportJob
@@ -192,11 +195,20 @@ def get_import(import_id: Annotated[str, Path(alias="importId", min_length=1, ma
     return importer().get(import_id)
 
 
+def dnc_uploads() -> DncUploads:
+    """Do-not-call lists uploaded under dnc-imports/ (the tickets are task_control's routes)."""
+    return DncUploads(
+        default_store(),
+        CallListBucket(ContactImportConfig.from_env().bucket_name),
+        on_listed=lambda task_id: request_withdrawals(default_store(), task_id),
+    )
+
+
 # One function takes HTTP requests, S3 events and SQS batches; what only one of them needs is
 # imported when the first such event arrives, so the other two do not pay for it at a cold start.
 
 
-def on_upload(event: dict[str, Any]) -> dict[str, int]:
+def on_upload(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, int]:
     """S3 ObjectCreated: register each object as an import job and queue it once."""
     from aws_lambda_powertools.utilities.parser import parse
     from aws_lambda_powertools.utilities.parser.models import S3Model
@@ -207,6 +219,10 @@ def on_upload(event: dict[str, Any]) -> dict[str, int]:
     for record in s3_event.Records:
         obj = record.s3.object
         if obj is None:  # not an object event
+            continue
+        if is_dnc_upload(obj.key):  # a do-not-call list: imported in this invocation
+            run_id = context.aws_request_id if context is not None else obj.sequencer or ""
+            dnc_uploads().register_upload(obj.key, obj.versionId or obj.eTag, run_id)
             continue
         if work.register_upload(record.s3.bucket.name, obj.key, obj.versionId or obj.eTag) is not None:
             queued += 1
@@ -236,7 +252,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str
         return resolve(app, event, context)
     records = event.get("Records") or [{}]
     if records[0].get("eventSource") == "aws:s3":
-        return on_upload(event)
+        return on_upload(event, context)
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
     return process_partial_response(

@@ -29,6 +29,16 @@ from outcall.dnc import (
     DncEntry,
     DncPage,
     DncService,
+    request_withdrawals,
+)
+from outcall.dnc_uploads import (
+    EXAMPLE_IMPORT,
+    EXAMPLE_TICKET,
+    EXAMPLE_UPLOAD,
+    DncImport,
+    DncUploadRequest,
+    DncUploads,
+    DncUploadTicket,
 )
 from outcall.engine import Engine, build_engine
 from outcall.idempotency import once_per_key
@@ -271,25 +281,100 @@ def clone_task(
 
 
 def _listed(task_id: str | None) -> None:
-    """Numbers were listed: running tasks (the one, or all for the account's list) look at what their
-    provider holds soon, to withdraw the listed ones."""
-    store = default_store()
-    if task_id is not None:
-        task = store.get_task(task_id)
-        if task is not None and task.status == "running":
-            request_dispatch(task_id, "dnc")
-        return
-    token: str | None = None
-    while True:
-        tasks, token = store.list_tasks(status="running", limit=100, next_token=token)
-        for task in tasks:
-            request_dispatch(task.task_id, "dnc")
-        if token is None:
-            return
+    request_withdrawals(default_store(), task_id)
 
 
 def dnc() -> DncService:
     return DncService(default_store(), on_listed=_listed)
+
+
+def dnc_uploads() -> DncUploads:
+    from outcall.bucket import CallListBucket
+
+    return DncUploads(default_store(), CallListBucket(TaskControlConfig.from_env().bucket_name), on_listed=_listed)
+
+
+ImportId = Annotated[str, Path(alias="importId", min_length=1, max_length=64)]
+TASK_EXAMPLE_ID = "tsk_0123456789abcdef01234567"
+UPLOAD_NOTES = {
+    422: "A field is invalid (`errors` names it): a file name that is not .csv/.txt/.xlsx/.xlsm, an "
+    "expiresAt without an offset or in the past"
+}
+
+
+@app.post(
+    "/dnc/uploads",
+    tags=["compliance"],
+    summary="A presigned PUT for a CSV or XLSX do-not-call list; the upload lists its numbers on the account's list",
+    responses=answers(
+        201,
+        "The upload (waiting for its file) and how to PUT the file",
+        DncUploadTicket,
+        401,
+        *BODY_ERRORS,
+        example=EXAMPLE_TICKET,
+        route_key="POST /dnc/uploads",
+        notes=UPLOAD_NOTES,
+    ),
+    openapi_extensions=limit("POST /dnc/uploads"),
+)
+def create_dnc_upload(
+    request: Annotated[DncUploadRequest, Body(openapi_examples=request_examples(csv=EXAMPLE_UPLOAD))],
+) -> Response[DncUploadTicket]:
+    return Response(201, content_types.APPLICATION_JSON, dnc_uploads().create_upload(request))
+
+
+@app.get(
+    "/dnc/uploads/<importId>",
+    tags=["compliance"],
+    summary="A do-not-call upload's status and its counts per outcome",
+    responses=answers(200, "The upload", DncImport, 401, 404, 422, example=EXAMPLE_IMPORT),
+)
+def get_dnc_upload(import_id: ImportId) -> DncImport:
+    return dnc_uploads().get(import_id)
+
+
+@app.post(
+    "/tasks/<taskId>/dnc/uploads",
+    tags=["compliance"],
+    summary="A presigned PUT for a CSV or XLSX do-not-call list; the upload lists its numbers on the task's list",
+    responses=answers(
+        201,
+        "The upload (waiting for its file) and how to PUT the file",
+        DncUploadTicket,
+        401,
+        404,
+        *BODY_ERRORS,
+        example=EXAMPLE_TICKET,
+        route_key="POST /tasks/{taskId}/dnc/uploads",
+        notes=UPLOAD_NOTES,
+    ),
+    openapi_extensions=limit("POST /tasks/{taskId}/dnc/uploads"),
+)
+def create_task_dnc_upload(
+    task_id: TaskId,
+    request: Annotated[DncUploadRequest, Body(openapi_examples=request_examples(csv=EXAMPLE_UPLOAD))],
+) -> Response[DncUploadTicket]:
+    return Response(201, content_types.APPLICATION_JSON, dnc_uploads().create_upload(request, task_id))
+
+
+@app.get(
+    "/tasks/<taskId>/dnc/uploads/<importId>",
+    tags=["compliance"],
+    summary="A do-not-call upload of the task's list: status and counts per outcome",
+    responses=answers(
+        200,
+        "The upload",
+        DncImport,
+        401,
+        404,
+        422,
+        example={**EXAMPLE_IMPORT, "scope": "task", "taskId": TASK_EXAMPLE_ID},
+        notes={404: "No such task, or no such upload of its list"},
+    ),
+)
+def get_task_dnc_upload(task_id: TaskId, import_id: ImportId) -> DncImport:
+    return dnc_uploads().get(import_id, task_id)
 
 
 @app.post(

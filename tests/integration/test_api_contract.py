@@ -22,7 +22,7 @@ SEEDS = [p / "seeds" / "quanshi-event-call-add.txt" for p in (ROOT.parent / "sha
 HANDLERS = (  # as template.yaml routes them
     (r"^/tasks/[^/]+/(contacts|uploads|imports)$|^/imports/", "contact_import_handler"),
     (r"^/tasks/[^/]+/calls$|^/webhooks/", "webhook_intake_handler"),
-    (r"^/tasks", "task_control_handler"),
+    (r"^/tasks|^/dnc", "task_control_handler"),
     (r"^/events/", "conference_dialing_handler"),
 )
 SHAPE = {"code", "message", "requestId", "errors"}
@@ -300,3 +300,27 @@ def test_add_calls_examples_are_quanshis_own(doc: dict[str, Any]) -> None:
     assert pairs(request) == _seed_pairs(request_part)
     assert pairs(answer) == _seed_pairs(first_answer)
     assert request == examples.QUANSHI_ADD_CALLS and answer == examples.QUANSHI_ADD_CALLS_ANSWER
+
+
+def test_dnc_uploads_answer_a_ticket_like_call_list_uploads_and_say_so(aws: Any, doc: dict[str, Any]) -> None:
+    paths = doc["paths"]
+    call_list = paths["/tasks/{taskId}/uploads"]["post"]["responses"]["201"]["content"]["application/json"]
+    ticket_schema = doc["components"]["schemas"][call_list["schema"]["$ref"].rsplit("/", 1)[1]]
+    for path in ("/dnc/uploads", "/tasks/{taskId}/dnc/uploads"):
+        op = paths[path]["post"]
+        assert "201" in op["responses"] and "200" not in op["responses"], path
+        media = op["responses"]["201"]["content"]["application/json"]
+        schema = doc["components"]["schemas"][media["schema"]["$ref"].rsplit("/", 1)[1]]
+        assert set(schema["properties"]) == set(ticket_schema["properties"]), path  # the same ticket shape
+        body = op["requestBody"]["content"]["application/json"]
+        request = doc["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]
+        assert {"filename", "reason", "expiresAt", "defaultRegion"} <= set(request["properties"]), path
+    assert "404" in paths["/tasks/{taskId}/dnc/uploads"]["post"]["responses"]
+    for path in ("/dnc/uploads/{importId}", "/tasks/{taskId}/dnc/uploads/{importId}"):
+        example = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["examples"]["example"]
+        job = example["value"]
+        assert job["rows"] == job["added"] + job["alreadyListed"] + job["duplicate"] + job["invalid"], path
+    # the routes answer with the one error shape
+    assert_error(send("GET", "/dnc/uploads/dncimp_nope"), 404, "NotFound", says="dncimp_nope")
+    assert_error(send("POST", "/dnc/uploads", "{}"), 422, "ValidationError")
+    assert_error(send("POST", "/tasks/tsk_nope/dnc/uploads", json.dumps({"filename": "a.csv"})), 404, "NotFound")

@@ -208,3 +208,42 @@ def test_checkov_exceptions_are_each_justified() -> None:
         line = next(line for line in text.splitlines() if re.match(rf"\s*-\s*{check}\b", line))
         reason = line.partition("#")[2].strip()
         assert len(reason) > 20, f"{check}: say why it is accepted"
+
+
+# ---------------------------------------------------------------- issue 14: do-not-call lists uploaded as files
+
+
+def test_dnc_upload_routes_are_task_controls_and_their_files_reach_contact_import(stack: Stack) -> None:
+    functions = stack.functions()
+    routes = {r.route_key for r in functions["TaskControlFunction"].routes}
+    assert {
+        "POST /dnc/uploads",
+        "GET /dnc/uploads/{importId}",
+        "POST /tasks/{taskId}/dnc/uploads",
+        "GET /tasks/{taskId}/dnc/uploads/{importId}",
+    } <= routes
+    triggers = functions["ContactImportFunction"].s3
+    prefixes = sorted(t["prefix"] for t in triggers)
+    assert prefixes == ["dnc-imports/", "imports/"]
+    assert len({t["bucket"] for t in triggers}) == 1
+    # S3 refuses two notifications of one event type whose prefixes overlap
+    assert not any(a != b and b.startswith(a) for a in prefixes for b in prefixes)
+    # the uploaded lists expire like call lists
+    rules = stack.props("CallListBucket")["LifecycleConfiguration"]["Rules"]
+    assert any(r.get("Prefix") == "dnc-imports/" and r["ExpirationInDays"] for r in rules)
+
+
+def test_task_control_may_only_sign_puts_under_dnc_imports(stack: Stack) -> None:
+    """The presigned PUT is signed with the function's role: it needs s3:PutObject there, and nothing
+    else of the bucket (it reads no file)."""
+    policies = stack.props("TaskControlFunction")["Policies"]
+    s3 = [
+        s
+        for policy in policies
+        if isinstance(policy, dict) and "Statement" in policy
+        for s in policy["Statement"]
+        if any(str(a).startswith("s3:") for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
+    ]
+    assert len(s3) == 1 and s3[0]["Action"] == "s3:PutObject" and s3[0]["Effect"] == "Allow"
+    assert s3[0]["Resource"]["Fn::Sub"].endswith("-call-lists-${AWS::AccountId}/dnc-imports/*")
+    assert not any(isinstance(p, dict) and {"S3ReadPolicy", "S3WritePolicy", "S3CrudPolicy"} & set(p) for p in policies)

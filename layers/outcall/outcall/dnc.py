@@ -1,9 +1,10 @@
 """Do-not-call lists: the account-wide list and one list per task (items in store/dnc.py).
 
 An entry is an E.164 number, normalised as imports normalise numbers (outcall.phones), with an optional
-`expiresAt`, a `reason` and a `source`: `api` (POST /dnc), `import` (a call list's rows refused as
-listed), `provider-opt-out` (a call result whose intents include one of the provider's `optOutIntents`
-settings). A number on the account list or on a task's list is
+`expiresAt`, a `reason` and a `source`: `api` (POST /dnc), `upload` (a CSV/XLSX list uploaded through
+POST /dnc/uploads: outcall.dnc_uploads; the entry names its `importId`), `import` (a call list's rows
+refused as listed), `provider-opt-out` (a call result whose intents include one of the provider's
+`optOutIntents` settings). A number on the account list or on a task's list is
 
 - refused at import: the row is `invalid` with reason `dnc` (counted in the import's `reasons`),
 - never released: the dispatcher checks every contact right after claiming it and before sending it
@@ -43,7 +44,7 @@ EXAMPLE_ENTRY: Final = {
     "expiresAt": "2029-12-31T16:00:00Z",
 }
 EXAMPLE_PAGE: Final = {"items": [EXAMPLE_ENTRY], "nextToken": None}
-DncSource = Literal["api", "import", "provider-opt-out"]
+DncSource = Literal["api", "upload", "import", "provider-opt-out"]
 
 
 class AddDncRequest(InputModel):
@@ -67,6 +68,7 @@ class DncEntry(Model):
     task_id: str | None = None
     reason: str | None = None
     source: DncSource
+    import_id: str | None = Field(default=None, description="the upload that listed it (source `upload`)")
     created_at: datetime
     expires_at: datetime | None = None
 
@@ -102,6 +104,49 @@ def path_number(text: str) -> str:
     return result.e164
 
 
+def check_expiry(expires_at: datetime | None, now: datetime) -> None:
+    """An entry's `expiresAt` as asked: with an offset, in the future (a 422 naming the field otherwise)."""
+    if expires_at is None:
+        return
+    if expires_at.tzinfo is None:
+        raise Unprocessable(
+            "expiresAt: give a time zone offset (ISO 8601)",
+            details=[{"field": "expiresAt", "message": "give a time zone offset"}],
+        )
+    if expires_at <= now:
+        raise Unprocessable(
+            "expiresAt: must be in the future", details=[{"field": "expiresAt", "message": "in the past"}]
+        )
+
+
+def list_id_of(store: Store, task_id: str | None) -> str:
+    """The account's list (None), or the list of a task that exists (a 404 otherwise)."""
+    if task_id is None:
+        return ACCOUNT
+    if store.get_task(task_id) is None:
+        raise NotFound(f"no task {task_id!r}")
+    return task_list(task_id)
+
+
+def request_withdrawals(store: Store, task_id: str | None) -> None:
+    """Numbers were listed: running tasks (the one, or all for the account's list) look at what their
+    provider holds soon, to withdraw the listed ones."""
+    from outcall.dispatch import request_dispatch
+
+    if task_id is not None:
+        task = store.get_task(task_id)
+        if task is not None and task.status == "running":
+            request_dispatch(task_id, "dnc")
+        return
+    token: str | None = None
+    while True:
+        tasks, token = store.list_tasks(status="running", limit=100, next_token=token)
+        for task in tasks:
+            request_dispatch(task.task_id, "dnc")
+        if token is None:
+            return
+
+
 class DncService:
     """`on_listed(task_id or None)`: numbers were listed (the account's list when None); the handler
     has the dispatcher of running tasks look at their released contacts soon."""
@@ -117,11 +162,7 @@ class DncService:
         self.clock = clock
 
     def _list(self, task_id: str | None) -> str:
-        if task_id is None:
-            return ACCOUNT
-        if self.store.get_task(task_id) is None:
-            raise NotFound(f"no task {task_id!r}")
-        return task_list(task_id)
+        return list_id_of(self.store, task_id)
 
     def normalise(self, numbers: Sequence[str], default_region: str) -> list[str]:
         """E.164 of every number, or a 422 naming each one that is not a number (nothing is stored)."""
@@ -141,16 +182,7 @@ class DncService:
 
     def add(self, request: AddDncRequest, task_id: str | None = None, *, source: DncSource = "api") -> DncAdded:
         now = self.clock()
-        if request.expires_at is not None:
-            if request.expires_at.tzinfo is None:
-                raise Unprocessable(
-                    "expiresAt: give a time zone offset (ISO 8601)",
-                    details=[{"field": "expiresAt", "message": "give a time zone offset"}],
-                )
-            if request.expires_at <= now:
-                raise Unprocessable(
-                    "expiresAt: must be in the future", details=[{"field": "expiresAt", "message": "in the past"}]
-                )
+        check_expiry(request.expires_at, now)
         list_id = self._list(task_id)
         numbers = list(dict.fromkeys(self.normalise(request.numbers, request.default_region)))
         self.put(list_id, numbers, reason=request.reason, source=source, expires_at=request.expires_at, now=now)
@@ -167,6 +199,7 @@ class DncService:
         source: DncSource,
         expires_at: datetime | None = None,
         now: datetime | None = None,
+        import_id: str | None = None,
     ) -> None:
         stamp = (now or self.clock()).isoformat()
         entries = [
@@ -174,6 +207,7 @@ class DncService:
                 "e164": n,
                 "reason": reason,
                 "source": source,
+                "importId": import_id,
                 "createdAt": stamp,
                 "expiresAt": int(expires_at.timestamp()) if expires_at else None,
             }

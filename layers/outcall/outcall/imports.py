@@ -36,14 +36,11 @@ import hashlib
 import io
 import json
 import secrets
-import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import IO, Any, Final, Literal
 from urllib.parse import unquote_plus
-
-from pydantic import Field, field_validator
 
 from outcall.bucket import CallListBucket
 from outcall.calllists import (
@@ -71,29 +68,26 @@ from outcall.contacts import (
     task_refusal,
 )
 from outcall.errors import Conflict, NotFound, Unprocessable
-from outcall.models import CallListFile, Contact, ContactState, ImportJob, InputModel, Model, Region, Task
+from outcall.models import CallListFile, Contact, ContactState, ImportJob, Model, Task
 from outcall.observability import logger, metrics
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
 from outcall.store.imports import FINAL_IMPORT_STATUSES
+from outcall.uploads import (  # the upload shape is shared with do-not-call uploads (outcall.dnc_uploads)
+    UPLOAD_URL_SECONDS,
+    CreateUploadRequest,
+    UploadTicket,
+    upload_content_type,
+)
 
 IMPORT_PREFIX: Final = "imports/"
 WORK_PREFIX: Final = "work/"
 REPORT_PREFIX: Final = "reports/"
 CHUNK_ROWS: Final = 5_000
 MAX_FILE_BYTES: Final = 300 * 2**20
-UPLOAD_URL_SECONDS: Final = 900
 REPORT_URL_SECONDS: Final = 3600
 MAX_RECEIVES: Final = 3  # the ImportQueue's maxReceiveCount in template.yaml
 LEASE_SECONDS: Final = 960  # longer than the function's timeout (900 s): a lease outlives its worker
-UPLOAD_SUFFIXES: Final = (".csv", ".txt", ".xlsx", ".xlsm")
-UPLOAD_NAME_PATTERN: Final = r"^[^/\\\x00-\x1f\x7f]*\.(?:[Cc][Ss][Vv]|[Tt][Xx][Tt]|[Xx][Ll][Ss][XxMm]) *$"
-UPLOAD_CONTENT_TYPES: Final = {
-    ".csv": "text/csv",
-    ".txt": "text/plain",
-    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    ".xlsm": "application/vnd.ms-excel.sheet.macroEnabled.12",
-}
 REPORT_CONTENT_TYPE: Final = "text/csv; charset=utf-8"
 
 ProviderFactory = Callable[[str], Provider]
@@ -109,55 +103,6 @@ class ImportMessage(Model):
 
 class ChunkBusy(Exception):
     """Another delivery of the same chunk is being worked: this one comes back later."""
-
-
-class CreateUploadRequest(InputModel):
-    filename: str = Field(
-        min_length=1,
-        max_length=200,
-        description="the file's name, ending .csv, .txt, .xlsx or .xlsm; no path, no control characters",
-        json_schema_extra={"pattern": UPLOAD_NAME_PATTERN},
-    )
-    sheet: str | None = Field(None, max_length=100, description="XLSX: the sheet to read (default: the first)")
-    default_region: Region = Field("CN", description="ISO 3166 region of numbers given without a country code")
-
-    @field_validator("filename")
-    @classmethod
-    def _plain_name(cls, value: str) -> str:
-        # checked before any strip: a name with a newline became an object key the PUT never matched
-        bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
-        if bad is not None:
-            raise ValueError(f"no control characters in a file name (found U+{ord(bad):04X})")
-        name = value.strip()
-        if "/" in name or "\\" in name or name in (".", ".."):
-            raise ValueError("a file name, not a path")
-        if not name.lower().endswith(UPLOAD_SUFFIXES):
-            raise ValueError(f"the file must be a CSV or XLSX call list ({', '.join(UPLOAD_SUFFIXES)})")
-        return name
-
-
-def upload_content_type(filename: str) -> str:
-    """What a PUT of this file is best sent as (any Content-Type is accepted and imported alike)."""
-    return UPLOAD_CONTENT_TYPES.get(PurePosixPath(filename.lower()).suffix, "application/octet-stream")
-
-
-class UploadTicket(Model):
-    import_id: str = Field(description="the import this upload starts (GET /imports/{importId})")
-    upload_url: str = Field(description="PUT the file's bytes here before `expiresAt`")
-    method: Literal["PUT"] = "PUT"
-    headers: dict[str, str] = Field(
-        default_factory=dict,
-        description="headers to send with the PUT; any Content-Type is accepted (curl's default too), this one "
-        "names the file's type",
-    )
-    object_key: str
-    expires_at: Any
-    note: str = Field(
-        default=(
-            "Each PUT of uploadUrl is one import: the first is this importId; a later PUT (a corrected file) starts "
-            "its own import, listed in laterImports of this one. Contacts already in the task count as duplicates."
-        )
-    )
 
 
 class ImportPage(Model):

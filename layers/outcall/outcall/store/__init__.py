@@ -24,6 +24,7 @@ One table, keys `pk`/`sk`, one GSI (`gsi1pk`/`gsi1sk`) and a TTL attribute `expi
 | meeting callee| MEETING#<eventId>   | CALLEE#<e164>       | -             | -                     |
 | meeting sched.| MEETING#<eventId>   | SCHEDULE#<dueAt>    | -             | -                     |
 | do-not-call   | DNC#ACCOUNT or DNC#TASK#<taskId> | NUMBER#<e164> | -    | -                     |
+| dnc upload    | DNCIMPORT#<importId> | DNCIMPORT         | -             | -                     |
 | attempt log   | CAP#<e164>          | ATTEMPTS            | -             | -                     |
 
 Compliance (store/dnc.py, store/caps.py). Do-not-call entries are one partition per list (the

@@ -106,6 +106,18 @@ class StoreBase:
             raise
         return True
 
+    def _update_if(self, **kwargs: Any) -> dict[str, Any] | None:
+        """An UpdateItem with a ConditionExpression: the item as it is now (plain), or None when the
+        condition failed."""
+        try:
+            answer = self.table.update_item(**kwargs, ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        item: dict[str, Any] = _plain(answer["Attributes"])
+        return item
+
     def _get(self, pk: str, sk: str, *, consistent: bool = False) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=consistent).get("Item")
         return _plain(item) if item else None

@@ -4,20 +4,29 @@ An entry is `DNC#<list>` / `NUMBER#<e164>`, where `<list>` is `ACCOUNT` (the acc
 `TASK#<taskId>`. It holds `e164`, `reason`, `source` (api, import, provider-opt-out), `createdAt` and,
 when it expires, `expiresAt` (epoch seconds: DynamoDB's TTL deletes it some time later, so every read
 also ignores an entry whose `expiresAt` has passed). A list is one partition: `GET /dnc` is a Query of
-it, checking numbers is a BatchGetItem (consistent) of their keys on both lists.
+it, checking numbers is a BatchGetItem (consistent) of their keys on both lists. An entry listed by an
+upload also holds the `importId` of that upload.
+
+A do-not-call upload (outcall.dnc_uploads) is `DNCIMPORT#<importId>` / `DNCIMPORT`: the list it fills
+(`list`), its file, status and counts, `rowsDone` (the last row whose outcome is stored and counted) and,
+while it runs, `runId` (the Lambda request id: its retries have the same) and `leaseUntil` (epoch
+seconds; the run renews it at every checkpoint). Its `expiresAt` is the
+TTL of the job itself (a waiting ticket a day after its URL expires, a finished import 90 days on); the
+expiry of the entries it lists is `entriesExpireAt`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 from boto3.dynamodb.conditions import Key
 
-from outcall.store.base import StoreBase, _dynamo, _plain
+from outcall.store.base import StoreBase, _dynamo, _plain, update_expression
 
 ACCOUNT: Final = "ACCOUNT"
+DNC_IMPORT: Final = "DNCIMPORT"
 
 
 def dnc_pk(list_id: str) -> str:
@@ -64,24 +73,88 @@ class DncItems(StoreBase):
     def listed_numbers(self, numbers: Sequence[str], task_id: str | None, now: datetime) -> dict[str, dict[str, Any]]:
         """The live entries of these numbers on the account list and the task's list (consistent
         reads); an account entry wins over a task's. Keyed by number."""
-        unique = list(dict.fromkeys(numbers))
         lists = [ACCOUNT] + ([task_list(task_id)] if task_id else [])
+        found: dict[str, dict[str, Any]] = {}
+        for view in self._live_entries(lists, numbers, now):
+            if view["e164"] not in found or view["scope"] == "account":
+                found[view["e164"]] = view
+        return found
+
+    def dnc_entries(self, list_id: str, numbers: Sequence[str], now: datetime) -> dict[str, dict[str, Any]]:
+        """The live entries of these numbers on one list (consistent reads), keyed by number."""
+        return {view["e164"]: view for view in self._live_entries([list_id], numbers, now)}
+
+    def _live_entries(self, lists: Sequence[str], numbers: Sequence[str], now: datetime) -> Iterator[dict[str, Any]]:
+        unique = list(dict.fromkeys(numbers))
         keys = [{"pk": dnc_pk(lst), "sk": f"NUMBER#{n}"} for n in unique for lst in lists]
         client = self.table.meta.client
-        found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(keys), 100):
             request: dict[str, Any] = {self.table_name: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
             while request:
                 page = client.batch_get_item(RequestItems=request)
                 for item in page.get("Responses", {}).get(self.table_name, []):
                     plain = _plain(item)
-                    if not _live(plain, now):
-                        continue
-                    view = self._dnc_view(plain)
-                    if view["e164"] not in found or view["scope"] == "account":
-                        found[view["e164"]] = view
+                    if _live(plain, now):
+                        yield self._dnc_view(plain)
                 request = page.get("UnprocessedKeys") or {}
-        return found
+
+    # ------------------------------------------------------------ uploads
+    @staticmethod
+    def _dnc_import_key(import_id: str) -> dict[str, str]:
+        return {"pk": f"{DNC_IMPORT}#{import_id}", "sk": DNC_IMPORT}
+
+    def create_dnc_import(self, job: Mapping[str, Any], *, expires_at: int) -> bool:
+        """Put a new upload job (camelCase attributes, `importId` required); False when it exists."""
+        item = {**_dynamo(dict(job)), **self._dnc_import_key(str(job["importId"])), "type": "dnc-import"}
+        return self._put_new({k: v for k, v in {**item, "expiresAt": expires_at}.items() if v is not None})
+
+    def get_dnc_import(self, import_id: str) -> dict[str, Any] | None:
+        item = self._get(**self._dnc_import_key(import_id), consistent=True)
+        return self._strip(item) if item else None
+
+    def claim_dnc_import(
+        self, import_id: str, key: str, version: str, run_id: str, now: datetime, lease_seconds: int, keep_days: int
+    ) -> dict[str, Any] | None:
+        """Start (or take over) the run of an upload: a `waiting` job for this object key, or a
+        `running` one of this object version whose lease ran out or whose run this is (a retry of
+        it). The job as claimed, or None."""
+        stamp = int(now.timestamp())
+        item = self._update_if(
+            Key=self._dnc_import_key(import_id),
+            UpdateExpression="SET #s = :running, objectVersion = :v, runId = :run, leaseUntil = :lease, "
+            "updatedAt = :now, startedAt = if_not_exists(startedAt, :now), expiresAt = :keep",
+            ConditionExpression="objectKey = :key AND (#s = :waiting OR "
+            "(#s = :running AND objectVersion = :v AND (leaseUntil < :stamp OR runId = :run)))",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":running": "running",
+                ":waiting": "waiting",
+                ":v": version,
+                ":run": run_id,
+                ":key": key,
+                ":lease": stamp + lease_seconds,
+                ":stamp": stamp,
+                ":now": now.isoformat(),
+                ":keep": stamp + keep_days * 86400,
+            },
+        )
+        return self._strip(item) if item else None
+
+    def update_dnc_import(
+        self, import_id: str, run_id: str, changes: Mapping[str, Any], now: datetime
+    ) -> dict[str, Any] | None:
+        """Set attributes (camelCase; None removes one) of an upload while this run holds it; None
+        when it does not (another run took it over)."""
+        names: dict[str, str] = {"#s": "status"}
+        values: dict[str, Any] = {":now": now.isoformat(), ":running": "running", ":run": run_id}
+        item = self._update_if(
+            Key=self._dnc_import_key(import_id),
+            UpdateExpression=update_expression(changes, names, values, ["updatedAt = :now"], []),
+            ConditionExpression="#s = :running AND runId = :run",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        return self._strip(item) if item else None
 
     @staticmethod
     def _dnc_view(item: Mapping[str, Any]) -> dict[str, Any]:
