@@ -138,8 +138,10 @@ class LocalStack:
             if entry.get("baseUrl") != SIMULATOR_URL:
                 continue
             module = importlib.import_module(f"local.simulators.{key}")
-            sim_settings = {"webhookUrl": f"{gateway_url}/webhooks/{key}", **entry}
-            simulator = module.SIMULATOR(port=0, settings=sim_settings).start()
+            # outcall's callback URLs (nxcloud's taskCallbackUrl, airudder's callback) and the
+            # simulator's own pushes both point at this gateway
+            entry.setdefault("webhookUrl", f"{gateway_url}/webhooks/{key}")
+            simulator = module.SIMULATOR(port=0, settings=dict(entry)).start()
             self.simulators[key] = simulator
             entry["baseUrl"] = simulator.url
         return settings

@@ -139,3 +139,5 @@ def test_every_provider_simulator_is_served_and_reachable_with_the_stack_secret(
     assert task_id
     nxcloud = get_provider("nxcloud", settings)
     assert nxcloud.create_task(TaskSpec(name="e2e", type="robot"))
+    for key in ("nxcloud", "airudder", "quanshi"):  # the callback URLs outcall hands the provider
+        assert settings[key]["webhookUrl"] == f"{local_stack.url}/webhooks/{key}", key

@@ -92,3 +92,87 @@ def test_the_hopper_hands_out_the_earliest_due_across_its_shards(store: Store) -
     assert store.next_due("tsk_due") == min(d.isoformat() for d in dues.values())
     cut = sorted(dues.values())[9]
     assert len(store.due_contacts("tsk_due", cut, 300)) == 10  # only what has come due
+
+
+# ---------------------------------------------------------------- one writer per task, batch writes
+
+
+def test_concurrent_imports_of_overlapping_numbers_claim_each_number_once(store: Store) -> None:
+    import threading
+
+    first, second = NUMBERS[:200], NUMBERS[100:300]  # 100 numbers in both
+    answers: dict[str, list[Any]] = {}
+
+    def claim(name: str, numbers: list[str]) -> None:
+        answers[name] = store.claim_contacts(
+            "tsk_race", [{"e164": n, "importId": name, "row": i} for i, n in enumerate(numbers)]
+        )
+
+    threads = [threading.Thread(target=claim, args=a) for a in (("imp_a", first), ("imp_b", second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = {c.e164: name for name, claims in answers.items() for c in claims if c.claimed}
+    assert sorted(won) == sorted(NUMBERS)  # every number claimed, and by one import only
+    assert sum(len([c for c in claims if c.claimed]) for claims in answers.values()) == len(NUMBERS)
+    for name, claims in answers.items():
+        for c in claims:
+            if not c.claimed:
+                assert c.previous is not None and c.previous["importId"] == won[c.e164] != name
+    stored = {c["e164"]: c["importId"] for c in store.iter_contacts("tsk_race")}
+    assert stored == won  # nothing overwritten by the loser
+
+
+def test_a_number_twice_in_one_call_is_claimed_once_and_a_skipped_one_is_taken_over(store: Store) -> None:
+    claims = store.claim_contacts("tsk_twice", [{"e164": NUMBERS[0], "row": 1}, {"e164": NUMBERS[0], "row": 2}])
+    assert [c.claimed for c in claims] == [True, False] and claims[1].previous["row"] == 1  # type: ignore[index]
+    store.table.update_item(
+        Key=contact_key("tsk_twice", NUMBERS[0]),
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":s": "skipped"},
+    )
+    again = store.claim_contacts("tsk_twice", [{"e164": NUMBERS[0], "row": 7}])
+    assert again[0].claimed and again[0].previous is not None and again[0].previous["state"] == "skipped"
+    assert store.get_contact("tsk_twice", NUMBERS[0])["state"] == "queued"  # type: ignore[index]
+
+
+def test_accepted_rows_cost_one_batched_write_each(store: Store) -> None:
+    from collections import Counter
+
+    calls: Counter[str] = Counter()
+    items: Counter[str] = Counter()
+
+    def count(event_name: str, params: Any = None, **_: Any) -> None:
+        op = event_name.rsplit(".", 1)[-1]
+        calls[op] += 1
+        if op == "BatchWriteItem":
+            items["written"] += sum(len(v) for v in params["RequestItems"].values())
+
+    client = store.table.meta.client
+    client.meta.events.register("provide-client-params.dynamodb", count)
+    try:
+        put(store, "tsk_cost", NUMBERS)
+    finally:
+        client.meta.events.unregister("provide-client-params.dynamodb", count)
+    assert items["written"] == len(NUMBERS)  # one write per accepted row
+    assert calls["BatchWriteItem"] <= len(NUMBERS) // 25 + 16
+    assert calls["PutItem"] == 1 and calls["DeleteItem"] == 1  # the writer's lease, taken and dropped once
+
+
+def test_a_writer_waits_for_a_live_lease_and_takes_an_expired_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from outcall.store import contacts as module
+
+    monkeypatch.setattr(module, "WRITER_WAIT_SECONDS", 0.3)
+    live = (utcnow() + timedelta(seconds=60)).isoformat()
+    store.table.put_item(Item={"pk": "TASK#tsk_lease", "sk": "WRITER", "owner": "other", "leaseUntil": live})
+    with pytest.raises(module.ContactsBusy):
+        store.claim_contacts("tsk_lease", [{"e164": NUMBERS[0], "row": 1}])
+    assert store.get_contact("tsk_lease", NUMBERS[0]) is None  # nothing written without the lease
+    dead = (utcnow() - timedelta(seconds=1)).isoformat()
+    store.table.put_item(Item={"pk": "TASK#tsk_lease", "sk": "WRITER", "owner": "other", "leaseUntil": dead})
+    assert store.claim_contacts("tsk_lease", [{"e164": NUMBERS[0], "row": 1}])[0].claimed
+    assert "Item" not in store.table.get_item(Key={"pk": "TASK#tsk_lease", "sk": "WRITER"})  # dropped after
