@@ -78,6 +78,35 @@ def test_a_name_or_variable_over_its_limit_makes_its_row_invalid(
     assert stored_numbers(task_id) == [f"+86{good}"]
 
 
+def _xlsx_with_one_big_cell(size: int) -> bytes:
+    """Three rows; row 3's note is `size` characters (in the shared strings, as Excel keeps text)."""
+    data = _xlsx([["mobile", "note"], ["13800138000", "a"], ["13800138001", "PLACEHOLDER"], ["13800138002", "b"]])
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            target.writestr(item.filename, source.read(item.filename).replace(b"PLACEHOLDER", b"x" * size))
+    return out.getvalue()
+
+
+def test_an_xlsx_cell_of_30_mb_makes_its_row_invalid_and_what_is_kept_of_it_is_small(sims: dict[str, Any]) -> None:
+    """The issue's XLSX had one 100 MB cell: the import ran past 300 s at 1.1 GB. The cell's row is
+    invalid; the chunk file and the report keep 2,000 characters of it (bench: the 100 MB case)."""
+    task_id = create_task("xswitch")
+    import_id = upload(task_id, _xlsx_with_one_big_cell(30 * 2**20), filename="big.xlsx")
+    work()
+    done = job(import_id)
+    assert (done["status"], done["accepted"], done["invalid"]) == ("completed", 2, 1)
+    bad = [r for r in report(import_id) if r["outcome"] == "invalid"]
+    assert [(r["row"], r["reason"]) for r in bad] == [("3", "cell_too_long")]
+    assert bad[0]["message"] == "column 'note' has 31,457,280 characters; at most 2,000"
+    assert len(bad[0]["note"]) == 2000 and bad[0]["note"].endswith("…")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    stored = s3.head_object(Bucket=os.environ["BUCKET_NAME"], Key=imports.chunk_key(import_id, 0))
+    assert stored["ContentLength"] < 10_000
+    assert sorted(stored_numbers(task_id)) == ["+8613800138000", "+8613800138002"]
+
+
 # ---------------------------------------------------------------- files that break off
 
 

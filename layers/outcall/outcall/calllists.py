@@ -734,10 +734,12 @@ def _batches(
                     cells.append("")
                 answer(check(cells[i_cc], cells[i_mobile], cells[i_area], cells[i_phone]))
             for (row, cells), found in zip(chunk, answers, strict=True):
-                if found.__class__ is str:
-                    if sum(map(len, cells)) > limits.CONTACT_TEXT_CHARS and (problem := oversized(cells, columns)):
+                if sum(map(len, cells)) > limits.CONTACT_TEXT_CHARS and (problem := oversized(cells, columns)):
+                    _clip(cells)  # what the chunk files and the report carry stays small
+                    if found.__class__ is str:
                         out(RowOutcome(row, INVALID, None, CELL_TOO_LONG, problem, cells, columns))
                         continue
+                if found.__class__ is str:
                     first = remember(found, row)
                     if first == row:
                         out(RowOutcome(row, ACCEPTED, found, None, None, cells, columns))
@@ -779,6 +781,15 @@ def oversized(cells: Sequence[str], columns: Columns) -> str | None:
     if total > limits.VARIABLES_BYTES:
         return f"the row's variables are {total:,} bytes as JSON; at most {limits.VARIABLES_BYTES:,}"
     return None
+
+
+CLIP_CHARS: Final = limits.VARIABLE_VALUE_CHARS  # a cell over its limit is kept (in the report) this long
+
+
+def _clip(cells: list[str]) -> None:
+    for i, cell in enumerate(cells):
+        if len(cell) > CLIP_CHARS:
+            cells[i] = cell[: CLIP_CHARS - 1] + "…"
 
 
 def _extra_cells(row: int, size: int, width: int, extra: list[str], cells: list[str], columns: Columns) -> RowOutcome:
