@@ -449,3 +449,19 @@ def test_the_stalled_check_says_why_an_import_stopped_and_ends_uploads_that_neve
     importer.finish(stuck)
     assert job(stuck)["status"] == "completed"
     assert default_store().open_imports() == []
+
+
+def test_a_json_request_that_fails_while_storing_ends_its_import_failed(
+    aws: Any, sims: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It stayed `running` with 0 rows for good."""
+    from tests.integration.test_imports import api
+
+    task_id = create_task("xswitch")
+    refuse_number(monkeypatch, "+8613800138000")
+    answer = api("POST", f"/tasks/{task_id}/contacts", {"contacts": [{"mobile": "13800138000"}]})
+    assert answer.status >= 500
+    [ended] = api("GET", f"/tasks/{task_id}/imports").json["items"]
+    assert ended["status"] == "failed"
+    assert ended["error"].startswith("the request failed: ClientError:") and "13800138000" not in ended["error"]
+    assert default_store().open_imports() == []

@@ -361,8 +361,15 @@ class Importer:
         )
         self.store.create_import(job)
         self._reserve_or_refuse(job, task, provider, accepted, len(outcomes))
-        added = add_rows(self.store, task, job.import_id, outcomes, reserved=accepted)
-        self._finish_chunk(job, task, 0, added)
+        try:
+            added = add_rows(self.store, task, job.import_id, outcomes, reserved=accepted)
+            self._finish_chunk(job, task, 0, added)
+        except Exception as exc:  # the caller gets an error: the import says what it was, and ends
+            reason = f"the request failed: {failure_text(exc)}"
+            self.store.update_import(job.import_id, {"error": reason})
+            self._close(job.import_id)
+            logger.error("JSON import failed", extra={"importId": job.import_id, "reason": reason})
+            raise
         job = self._close(job.import_id) or job
         results = [
             ContactResult(
@@ -870,6 +877,8 @@ class Importer:
     def _why_stalled(self, job: ImportJob, now: datetime) -> str:
         if job.status == "queued":
             return "its plan step has not started: is ImportQueue delivered to the contact-import function?"
+        if job.source == "json":
+            return "the JSON request that made it did not finish (its caller got an error or no answer)"
         if job.chunks is None:
             return (
                 f"the planner stopped after {job.rows_read} rows ({job.last_error or 'no error recorded'}); "
