@@ -353,13 +353,11 @@ def open_csv(stream: IO[bytes]) -> CallList:
     encoding, text = _detect_encoding(sample, complete)
     delimiter = _sniff_delimiter(text, complete)
 
-    # Bytes that are not in the encoding are decoded as lone surrogates (surrogateescape) and found
-    # line by line (_checked_lines): a strict decoder fails on a whole 8 KB block, and the lines of
-    # that block before the bad bytes would be lost with it.
-    wrapper = io.TextIOWrapper(
-        io.BufferedReader(_Replay(sample, stream), 1 << 16), encoding=encoding, errors="surrogateescape", newline=""
-    )
-    reader = csv.reader(_checked_lines(wrapper), delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+    # The bytes are checked block by block before the text layer decodes them (_Checked): a decoder
+    # fails on a whole 8 KB block, and the lines of that block before the bad bytes would go with it.
+    raw = _Checked(_Replay(sample, stream), encoding)
+    wrapper = io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding=encoding, newline="")
+    reader = csv.reader(wrapper, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
     position = 0
     try:
         for cells in reader:
@@ -384,14 +382,37 @@ def open_csv(stream: IO[bytes]) -> CallList:
     )
 
 
-def _checked_lines(lines: Iterable[str]) -> Iterator[str]:
-    """The lines of a text stream decoded with surrogateescape, up to the first that holds bytes the
-    encoding does not have (a UnicodeDecodeError there). ASCII lines cost one flag test."""
-    for line in lines:
-        if not line.isascii() and max(line) >= "\udc80" and any("\udc80" <= c <= "\udcff" for c in line):
-            bad = line.encode("utf-8", "surrogateescape")
-            raise UnicodeDecodeError("text", bad, 0, len(bad), "bytes that are not in the file's encoding")
-        yield line
+class _Checked(io.RawIOBase):
+    """A byte stream that hands out only bytes that decode in `encoding`: when a block holds bytes
+    that do not, it hands out the whole lines before them and then raises UnicodeDecodeError, so the
+    rows before the bad bytes are read and the row with them is the one named. One C-level decode
+    per 64 KB block; the text layer then decodes what it is given."""
+
+    def __init__(self, raw: io.RawIOBase, encoding: str) -> None:
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self._encoding = encoding
+        self._broken: UnicodeDecodeError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._broken is not None:
+            raise self._broken
+        data = self._raw.read(len(buffer)) or b""
+        pending = len(self._decoder.getstate()[0])
+        try:
+            self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            self._broken = UnicodeDecodeError(self._encoding, b"", 0, 1, exc.reason)
+            cut = data.rfind(b"\n", 0, max(0, exc.start - pending)) + 1  # whole lines only
+            if not cut:
+                raise self._broken from exc
+            data = data[:cut]
+        n = len(data)
+        buffer[:n] = data
+        return n
 
 
 def _csv_error(exc: Exception, encoding: str, row: int) -> CallListError:
