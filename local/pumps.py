@@ -2,7 +2,9 @@
 functions template.yaml wires them to, as the AWS services would.
 
 - S3: the bucket notifies an internal queue (moto sends the real S3 event, keys URL-encoded);
-  each event goes to every function whose S3 trigger (bucket, event, prefix, suffix) matches.
+  each event goes to every function whose S3 trigger (bucket, event, prefix, suffix) matches, as
+  an asynchronous invocation: tried 1 + EventInvokeConfig.MaximumRetryAttempts times, then sent to
+  its OnFailure SQS destination as Lambda's destination record.
 - SQS: messages in batches of the trigger's BatchSize, up to OUTCALL_LOCAL_CONCURRENCY (4)
   batches of one trigger at once (fewer if the trigger's MaximumConcurrency or the function's
   ReservedConcurrentExecutions say so); with ReportBatchItemFailures only the reported items
@@ -220,12 +222,44 @@ class S3Pump(Pump):
                 self.complete(record, bucket, key)
                 for fn, src in self.targets:
                     if self.matches(src, bucket, record["eventName"], key):
-                        try:
-                            self.runtime.invoke(fn, {"Records": [record]}, "s3", key)
-                        except Exception as exc:
-                            _log(f"s3 -> {fn.name} failed for {key}: {exc}")
+                        self.invoke_async(fn, {"Records": [record]}, key)
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         return bool(messages)
+
+    def invoke_async(self, fn: Function, event: dict[str, Any], key: str) -> None:
+        """As Lambda runs an asynchronous invocation: the first attempt and the function's
+        EventInvokeConfig.MaximumRetryAttempts more (at once here, not minutes apart); an event that
+        failed them all goes to its on-failure destination as Lambda's destination record."""
+        attempts = 1 + fn.async_retries
+        for attempt in range(1, attempts + 1):
+            try:
+                self.runtime.invoke(fn, event, "s3", key)
+                return
+            except Exception as exc:
+                _log(f"s3 -> {fn.name} failed for {key} (attempt {attempt} of {attempts}): {exc}")
+                error = exc
+        if fn.on_failure:
+            self.sqs.send_message(
+                QueueUrl=self.sqs.get_queue_url(QueueName=fn.on_failure.rsplit(":", 1)[1])["QueueUrl"],
+                MessageBody=json.dumps(destination_record(fn, event, error, attempts)),
+            )
+
+
+def destination_record(fn: Function, event: dict[str, Any], error: BaseException, attempts: int) -> dict[str, Any]:
+    """The record Lambda sends to an asynchronous invocation's on-failure destination."""
+    return {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"{fn.arn}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__, "stackTrace": []},
+    }
 
 
 class SchedulerPump(Pump):

@@ -104,6 +104,10 @@ class Function:
     sqs: list[dict[str, Any]] = field(default_factory=list)
     s3: list[dict[str, Any]] = field(default_factory=list)  # {bucket, events, prefix, suffix}
     schedules: list[dict[str, Any]] = field(default_factory=list)  # ScheduleV2 properties, resolved
+    # EventInvokeConfig: attempts after the first of an asynchronous invocation (S3), and the
+    # on-failure destination (an SQS queue ARN) of an event that failed them all
+    async_retries: int = 2
+    on_failure: str | None = None
 
 
 RESERVED = "ReservedConcurrentExecutions"
@@ -255,6 +259,11 @@ class Stack:
                 environment={k: str(v) for k, v in env.items() if v is not None},
                 reserved_concurrency=_int_or_none(self.resolve(props.get(RESERVED, globals_.get(RESERVED)))),
             )
+            invoke_config = self.resolve(props.get("EventInvokeConfig") or {})
+            fn.async_retries = int(invoke_config.get("MaximumRetryAttempts", 2))
+            on_failure = (invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}
+            if on_failure.get("Type") == "SQS":
+                fn.on_failure = str(on_failure["Destination"])
             for event in (props.get("Events") or {}).values():
                 kind, eprops = event["Type"], event.get("Properties", {})
                 if kind == "HttpApi":

@@ -235,13 +235,7 @@ def on_message(record: SQSRecord) -> None:
     message = ImportMessage.model_validate(json.loads(record.body))
     attempt = int(record.attributes.approximate_receive_count or 1)
     logger.info("import message", extra={"importId": message.import_id, "step": message.step, "attempt": attempt})
-    work = importer()
-    if message.step == "plan":
-        work.plan(message.import_id)
-    elif message.step == "chunk":
-        work.work_chunk(message.import_id, message.chunk, attempt=attempt)
-    else:
-        work.finish(message.import_id)
+    importer().run_step(message, attempt=attempt)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

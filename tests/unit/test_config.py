@@ -4,7 +4,14 @@ names the variable, never a send to a queue called ""."""
 from __future__ import annotations
 
 import pytest
-from outcall.config import Config, ConfigError, ContactImportConfig, TaskControlConfig, WebhookIntakeConfig
+from outcall.config import (
+    Config,
+    ConfigError,
+    ContactImportConfig,
+    ImportFailuresConfig,
+    TaskControlConfig,
+    WebhookIntakeConfig,
+)
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/outcall-ImportQueue"
 
@@ -32,6 +39,7 @@ def test_an_empty_variable_is_unset_not_a_queue_called_empty(monkeypatch: pytest
         (ContactImportConfig, ("IMPORT_QUEUE_URL", "DISPATCH_QUEUE_URL")),
         (TaskControlConfig, ("IMPORT_QUEUE_URL", "DISPATCH_QUEUE_URL")),
         (WebhookIntakeConfig, ("RESULTS_QUEUE_URL", "DISPATCH_QUEUE_URL")),
+        (ImportFailuresConfig, ("IMPORT_QUEUE_URL",)),
     ],
 )
 def test_each_function_requires_what_it_uses(

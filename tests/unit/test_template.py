@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -247,3 +248,36 @@ def test_task_control_may_only_sign_puts_under_dnc_imports(stack: Stack) -> None
     assert len(s3) == 1 and s3[0]["Action"] == "s3:PutObject" and s3[0]["Effect"] == "Allow"
     assert s3[0]["Resource"]["Fn::Sub"].endswith("-call-lists-${AWS::AccountId}/dnc-imports/*")
     assert not any(isinstance(p, dict) and {"S3ReadPolicy", "S3WritePolicy", "S3CrudPolicy"} & set(p) for p in policies)
+
+
+# ---------------------------------------------------------------- issue 16 item 2: imports always end
+
+
+def test_every_import_dlq_is_consumed_by_the_import_failures_function(stack: Stack) -> None:
+    fn = stack.functions()["ImportFailuresFunction"]
+    consumed = {source["queue_arn"] for source in fn.sqs}
+    assert consumed == {stack.get_att("ImportDLQ", "Arn"), stack.get_att("UploadDLQ", "Arn")}
+    # and what reaches UploadDLQ is the S3 trigger's on-failure destination
+    assert stack.functions()["ContactImportFunction"].on_failure == stack.get_att("UploadDLQ", "Arn")
+    [schedule] = fn.schedules
+    assert schedule["ScheduleExpression"] == "rate(5 minutes)"
+    assert json.loads(schedule["Input"]) == {"check": "stalled-imports"}
+
+
+def test_the_import_failures_function_has_least_privilege(stack: Stack) -> None:
+    policies = stack.props("ImportFailuresFunction")["Policies"]
+    named = [next(iter(p)) for p in policies if "Statement" not in p]
+    assert named == ["SQSSendMessagePolicy"]  # no CRUD policy, no secrets: it calls no provider
+    statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
+    actions = {a for s in statements for a in s["Action"]}
+    assert not any(a.endswith("*") for a in actions)
+    assert "dynamodb:DeleteItem" not in actions and "dynamodb:Scan" not in actions
+    s3 = next(s for s in statements if any(a.startswith("s3:") for a in s["Action"]))
+    assert s3["Resource"]["Fn::Sub"].endswith("/work/*")  # chunk files and report parts only
+
+
+def test_open_imports_have_a_sparse_index_for_the_stalled_check(stack: Stack) -> None:
+    indexes = {i["IndexName"]: i for i in stack.props("Table")["GlobalSecondaryIndexes"]}
+    assert [k["AttributeName"] for k in indexes["gsi2"]["KeySchema"]] == ["gsi2pk", "gsi2sk"]
+    alarms = {a["Properties"].get("MetricName") for a in stack.of_type("AWS::CloudWatch::Alarm").values()}
+    assert {"ImportStepsDeadLettered", "UploadsFailed", "ImportsStalled"} <= alarms

@@ -58,6 +58,7 @@ from itertools import chain, islice
 from typing import IO, Any, BinaryIO, Final, TextIO
 from xml.etree.ElementTree import ParseError
 
+from outcall import limits
 from outcall.errors import Unprocessable
 from outcall.models import ContactSpec
 from outcall.observability import mask_text
@@ -84,6 +85,7 @@ __all__ = [
 ACCEPTED: Final = "accepted"
 DUPLICATE: Final = "duplicate"
 INVALID: Final = "invalid"
+CELL_TOO_LONG: Final = "cell_too_long"  # a row whose cells exceed the contact limits
 
 SAMPLE_SIZE = 64 * 1024  # bytes looked at to decide the encoding
 SNIFF_SIZE = 16 * 1024  # characters of that sample given to csv.Sniffer
@@ -351,7 +353,10 @@ def open_csv(stream: IO[bytes]) -> CallList:
     encoding, text = _detect_encoding(sample, complete)
     delimiter = _sniff_delimiter(text, complete)
 
-    wrapper = io.TextIOWrapper(io.BufferedReader(_Replay(sample, stream), 1 << 16), encoding=encoding, newline="")
+    # The bytes are checked block by block before the text layer decodes them (_Checked): a decoder
+    # fails on a whole 8 KB block, and the lines of that block before the bad bytes would go with it.
+    raw = _Checked(_Replay(sample, stream), encoding)
+    wrapper = io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding=encoding, newline="")
     reader = csv.reader(wrapper, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
     position = 0
     try:
@@ -377,6 +382,39 @@ def open_csv(stream: IO[bytes]) -> CallList:
     )
 
 
+class _Checked(io.RawIOBase):
+    """A byte stream that hands out only bytes that decode in `encoding`: when a block holds bytes
+    that do not, it hands out the whole lines before them and then raises UnicodeDecodeError, so the
+    rows before the bad bytes are read and the row with them is the one named. One C-level decode
+    per 64 KB block; the text layer then decodes what it is given."""
+
+    def __init__(self, raw: io.RawIOBase, encoding: str) -> None:
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self._encoding = encoding
+        self._broken: UnicodeDecodeError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._broken is not None:
+            raise self._broken
+        data = self._raw.read(len(buffer)) or b""
+        pending = len(self._decoder.getstate()[0])
+        try:
+            self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            self._broken = UnicodeDecodeError(self._encoding, b"", 0, 1, exc.reason)
+            cut = data.rfind(b"\n", 0, max(0, exc.start - pending)) + 1  # whole lines only
+            if not cut:
+                raise self._broken from exc
+            data = data[:cut]
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+
 def _csv_error(exc: Exception, encoding: str, row: int) -> CallListError:
     if isinstance(exc, UnicodeDecodeError):
         name = "UTF-8" if encoding == "utf-8-sig" else "GB18030"
@@ -385,6 +423,10 @@ def _csv_error(exc: Exception, encoding: str, row: int) -> CallListError:
             f"row {row}: bytes that are not {name} (the start of the file is {name}): "
             "save the whole file in one encoding",
             row=row,
+        )
+    if "field larger than field limit" in str(exc):  # the reader's bound on a field: memory stays bounded
+        return CallListError(
+            "cell_too_long", f"row {row}: a cell of more than {csv.field_size_limit():,} characters", row=row
         )
     return CallListError("malformed_csv", f"row {row}: malformed CSV ({exc})", row=row)
 
@@ -672,26 +714,29 @@ def _batches(
     pad = [""] * (width + 1)
     i_cc, i_mobile, i_area, i_phone = _fields(columns)
     sentinel = width in (i_cc, i_mobile, i_area, i_phone)  # some field is absent: point it at an empty cell
-    chunk: list[tuple[int, list[str]]] = []
-    reading = False
-    try:
-        while True:
-            # The previous batch has been handed out: let it go before reading, so that the new
-            # rows reuse its memory while that is still in the CPU caches.
-            batch: list[RowOutcome] = []
-            out = batch.append
-            # A chunk of rows goes through three stretches: read them all, check all their numbers,
-            # then make the outcomes (and remember the numbers). Each stretch runs its own code
-            # over and over, the reader's, phonenumbers', the outcomes', rather than all three
-            # taking turns row by row: fewer CPU cache misses per row, measured.
-            chunk = []
-            take = chunk.append
-            reading = True
+    # A file that breaks off (bad bytes, a damaged workbook) ends the rows: the rows read before the
+    # break are still worked and handed out, then the error is raised naming the row after them.
+    stops: tuple[type[BaseException], ...] = (CallListError, *read_errors)
+    while True:
+        # The previous batch has been handed out: let it go before reading, so that the new
+        # rows reuse its memory while that is still in the CPU caches.
+        batch: list[RowOutcome] = []
+        out = batch.append
+        # A chunk of rows goes through three stretches: read them all, check all their numbers,
+        # then make the outcomes (and remember the numbers). Each stretch runs its own code
+        # over and over, the reader's, phonenumbers', the outcomes', rather than all three
+        # taking turns row by row: fewer CPU cache misses per row, measured.
+        chunk: list[tuple[int, list[str]]] = []
+        take = chunk.append
+        broke: BaseException | None = None
+        try:
             for record in islice(records, _BATCH):
                 take(record)
-            reading = False
-            if not chunk:
-                return
+        except stops as exc:
+            broke = exc
+        if not chunk and broke is None:
+            return
+        if chunk:
             answers: list[str | PhoneReason | RowOutcome] = []
             answer = answers.append
             for row, cells in chunk:
@@ -710,6 +755,11 @@ def _batches(
                     cells.append("")
                 answer(check(cells[i_cc], cells[i_mobile], cells[i_area], cells[i_phone]))
             for (row, cells), found in zip(chunk, answers, strict=True):
+                if sum(map(len, cells)) > limits.CONTACT_TEXT_CHARS and (problem := oversized(cells, columns)):
+                    _clip(cells)  # what the chunk files and the report carry stays small
+                    if found.__class__ is str:
+                        out(RowOutcome(row, INVALID, None, CELL_TOO_LONG, problem, cells, columns))
+                        continue
                 if found.__class__ is str:
                     first = remember(found, row)
                     if first == row:
@@ -726,10 +776,41 @@ def _batches(
                     out(RowOutcome(row, INVALID, None, found.code, found.message, cells, columns))  # type: ignore[union-attr]
             if batch:
                 yield batch
-    except read_errors as exc:
-        if reading and chunk:  # the rows read before the failure were not worked: name the next one
-            row = chunk[-1][0]
-        raise translate(exc, row + 1) from exc
+        if broke is not None:
+            if isinstance(broke, CallListError):
+                raise broke
+            raise translate(broke, row + 1) from broke
+
+
+def oversized(cells: Sequence[str], columns: Columns) -> str | None:
+    """Why a row's cells cannot make a contact within the contact limits (README "Limits"), or None:
+    the same bounds a JSON contact is held to, so that no row becomes an item DynamoDB refuses."""
+    header = columns.header
+    for name in ("name", "company", "external_id"):
+        i = columns.index.get(name)
+        if i is not None and i < len(cells) and len(cells[i].strip()) > limits.CONTACT_TEXT_CHARS:
+            size = len(cells[i].strip())
+            return f"column {mask_text(header[i][:40])!r} has {size:,} characters; at most {limits.CONTACT_TEXT_CHARS}"
+    total = 0
+    for name, i in columns.variables:
+        value = cells[i].strip() if i < len(cells) else ""
+        if len(value) > limits.VARIABLE_VALUE_CHARS:
+            shown = mask_text(name[:40])
+            return f"column {shown!r} has {len(value):,} characters; at most {limits.VARIABLE_VALUE_CHARS:,}"
+        if value:
+            total += len(name.encode()) + len(value.encode()) + 6  # "name":"value", as compact JSON
+    if total > limits.VARIABLES_BYTES:
+        return f"the row's variables are {total:,} bytes as JSON; at most {limits.VARIABLES_BYTES:,}"
+    return None
+
+
+CLIP_CHARS: Final = limits.VARIABLE_VALUE_CHARS  # a cell over its limit is kept (in the report) this long
+
+
+def _clip(cells: list[str]) -> None:
+    for i, cell in enumerate(cells):
+        if len(cell) > CLIP_CHARS:
+            cells[i] = cell[: CLIP_CHARS - 1] + "…"
 
 
 def _extra_cells(row: int, size: int, width: int, extra: list[str], cells: list[str], columns: Columns) -> RowOutcome:

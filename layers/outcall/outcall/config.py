@@ -5,7 +5,7 @@ validated model, and one model per function that requires what that function use
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -54,9 +54,9 @@ class Config(BaseModel):
     )
 
     @classmethod
-    def from_env(cls) -> Any:
+    def from_env(cls) -> Self:
         """This model read from os.environ; a ConfigError names every variable that is missing or
-        invalid (typed Any so that each function's model is returned as itself)."""
+        invalid."""
         try:
             return cls.model_validate(dict(os.environ))
         except ValidationError as exc:
@@ -90,6 +90,12 @@ class TaskControlConfig(Config):
 
     import_queue_url: QueueUrl = Field(validation_alias="IMPORT_QUEUE_URL")
     dispatch_queue_url: QueueUrl = Field(validation_alias="DISPATCH_QUEUE_URL")
+
+
+class ImportFailuresConfig(Config):
+    """import_failures: a stalled or dead-lettered import's last step may queue its finish."""
+
+    import_queue_url: QueueUrl = Field(validation_alias="IMPORT_QUEUE_URL")
 
 
 class WebhookIntakeConfig(Config):

@@ -37,15 +37,18 @@ import io
 import json
 import secrets
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import IO, Any, Final, Literal
 from urllib.parse import unquote_plus
+
+from pydantic import Field
 
 from outcall.bucket import CallListBucket
 from outcall.calllists import (
     ACCEPTED,
     INVALID,
+    MAX_REASON_CHARS,
     CallListError,
     Columns,
     ReportWriter,
@@ -68,8 +71,16 @@ from outcall.contacts import (
     task_refusal,
 )
 from outcall.errors import Conflict, NotFound, Unprocessable
-from outcall.models import CallListFile, Contact, ContactState, ImportJob, Model, Task
-from outcall.observability import logger, metrics
+from outcall.models import (
+    CallListFile,
+    Contact,
+    ContactState,
+    ImportJob,
+    ImportStall,
+    Model,
+    Task,
+)
+from outcall.observability import logger, mask_text, metrics
 from outcall.providers.base import Provider
 from outcall.store import Store, utcnow
 from outcall.store.imports import FINAL_IMPORT_STATUSES
@@ -88,6 +99,7 @@ MAX_FILE_BYTES: Final = 300 * 2**20
 REPORT_URL_SECONDS: Final = 3600
 MAX_RECEIVES: Final = 3  # the ImportQueue's maxReceiveCount in template.yaml
 LEASE_SECONDS: Final = 960  # longer than the function's timeout (900 s): a lease outlives its worker
+STALL_SECONDS: Final = 1800  # no progress for this long (twice the longest step) and the check says why
 REPORT_CONTENT_TYPE: Final = "text/csv; charset=utf-8"
 
 ProviderFactory = Callable[[str], Provider]
@@ -99,6 +111,22 @@ class ImportMessage(Model):
     import_id: str
     step: Literal["plan", "chunk", "finish"] = "plan"
     chunk: int = 0
+
+
+class UploadFailure(Model):
+    """What Lambda sends to the S3 trigger's on-failure destination (UploadDLQ) once an upload
+    event failed every attempt: the event itself and how the last attempt ended."""
+
+    request_context: dict[str, Any] = Field(default_factory=dict)
+    request_payload: dict[str, Any]
+    response_payload: dict[str, Any] | None = None
+
+    def reason(self) -> str:
+        attempts = self.request_context.get("approximateInvokeCount")
+        answer = self.response_payload or {}
+        error = answer.get("errorType") or self.request_context.get("condition") or "failed"
+        text = mask_text(str(answer.get("errorMessage") or ""))[:MAX_REASON_CHARS]
+        return f"{error}{': ' + text if text else ''}" + (f", {attempts} attempts" if attempts else "")
 
 
 class ChunkBusy(Exception):
@@ -278,8 +306,15 @@ class Importer:
         )
         self.store.create_import(job)
         self._reserve_or_refuse(job, task, provider, accepted, len(outcomes))
-        added = add_rows(self.store, task, job.import_id, outcomes, reserved=accepted)
-        self._finish_chunk(job, task, 0, added)
+        try:
+            added = add_rows(self.store, task, job.import_id, outcomes, reserved=accepted)
+            self._finish_chunk(job, task, 0, added)
+        except Exception as exc:  # the caller gets an error: the import says what it was, and ends
+            reason = f"the request failed: {failure_text(exc)}"
+            self.store.update_import(job.import_id, {"error": reason})
+            self._close(job.import_id)
+            logger.error("JSON import failed", extra={"importId": job.import_id, "reason": reason})
+            raise
         job = self._close(job.import_id) or job
         results = [
             ContactResult(
@@ -397,17 +432,7 @@ class Importer:
             if waiting is not None and waiting.object_key == key:
                 ticket = import_id  # a later PUT of the same upload URL
         now = utcnow()
-        job = ImportJob(
-            import_id=import_id_for(bucket, key, version),
-            task_id=task_id,
-            source="s3",
-            object_key=key,
-            object_version=version or "",
-            filename=PurePosixPath(key).name,
-            upload_of=ticket,
-            created_at=now,
-            updated_at=now,
-        )
+        job = _object_job(bucket, key, version, task_id, now, upload_of=ticket)
         if ticket is not None:
             # listed on the ticket's import first, so a retried event that finds the job made still links it
             self.store.add_later_import(ticket, job.import_id)
@@ -474,6 +499,21 @@ class Importer:
         return self.store.get_import(import_id)
 
     # ------------------------------------------------------------ plan
+    def run_step(self, message: ImportMessage, *, attempt: int = 1) -> None:
+        """One delivery of an import message. A plan or finish step that fails keeps its error on the
+        job (`lastError`) before the message comes again; a chunk keeps it on the chunk item."""
+        if message.step == "chunk":
+            self.work_chunk(message.import_id, message.chunk, attempt=attempt)
+            return
+        try:
+            if message.step == "plan":
+                self.plan(message.import_id)
+            else:
+                self.finish(message.import_id)
+        except Exception as exc:
+            self.store.update_import(message.import_id, {"lastError": failure_text(exc)}, touch=False)
+            raise
+
     def plan(self, import_id: str) -> None:
         job = self.store.get_import(import_id)
         if job is None or job.status not in ("queued", "running"):
@@ -599,8 +639,8 @@ class Importer:
             return
         try:
             self._work_chunk(job, chunk, attempt)
-        except BaseException:
-            self.store.release_chunk(import_id, chunk)
+        except BaseException as exc:
+            self.store.release_chunk(import_id, chunk, error=failure_text(exc))
             raise
         self._maybe_finish(self.store.get_import(import_id))
 
@@ -674,6 +714,172 @@ class Importer:
             import_id, {"status": final_status(job), "finishedAt": _now()}, only_from=("running",)
         )
 
+    # ------------------------------------------------------------ ends (ImportDLQ, UploadDLQ, the stalled check)
+    def dead_letter(self, message: ImportMessage) -> ImportJob | None:
+        """A message of this import failed every delivery and reached ImportDLQ: a chunk's rows get
+        their outcomes (those the failed attempts stored are accepted, the rest `invalid`
+        `not_stored`) and the other chunks go on; a plan that failed ends the file where it broke;
+        a finish that failed ends the import without its report. The import then ends `partial` (some
+        rows imported) or `failed`, with the reason in `error`. Raises ChunkBusy while a worker still
+        holds the chunk."""
+        job = self.store.get_import(message.import_id)
+        if job is None or job.status in FINAL_IMPORT_STATUSES:
+            logger.info("dead letter of an import that has ended", extra={"importId": message.import_id})
+            return job
+        if message.step == "chunk":
+            reason = self._dead_chunk(job, message.chunk)
+        elif message.step == "plan":
+            reason = self._dead_plan(job)
+        else:
+            reason = (
+                f"the report could not be written ({MAX_RECEIVES} attempts): {job.last_error or 'no error recorded'}"
+            )
+            self.store.update_import(job.import_id, {"error": reason})
+            self._close(job.import_id)
+        if reason is None:
+            return self.store.get_import(job.import_id)
+        ended = self.store.get_import(job.import_id)
+        logger.error(
+            "import step failed every attempt",
+            extra={"importId": job.import_id, "step": message.step, "chunk": message.chunk, "reason": reason},
+        )
+        metrics.add_metric(name="ImportStepsDeadLettered", unit="Count", value=1)
+        return ended
+
+    def _dead_chunk(self, job: ImportJob, chunk: int) -> str | None:
+        lease = self.store.lease_chunk(job.import_id, chunk, LEASE_SECONDS)
+        if lease == "busy":
+            raise ChunkBusy(f"chunk {chunk} of {job.import_id} is still being worked")
+        if lease != "leased":  # done after all (a late delivery), or never planned
+            self._maybe_finish(job)
+            return None
+        marker = self.store.get_chunk(job.import_id, chunk) or {}
+        columns, outcomes = _decode_chunk(self.bucket.read(chunk_key(job.import_id, chunk)))
+        where = f"rows {outcomes[0].row}-{outcomes[-1].row}" if outcomes else f"chunk {chunk}"
+        reason = (
+            f"{where} could not be stored ({MAX_RECEIVES} attempts): "
+            f"{marker.get('lastError') or 'no error recorded (the worker timed out?)'}"
+        )
+        for outcome in outcomes:
+            if outcome.status == ACCEPTED and outcome.e164:
+                held = self.store.get_contact(job.task_id, outcome.e164) or {}
+                if held.get("importId") != job.import_id or held.get("row") != outcome.row:
+                    invalidate(outcome, "not_stored", reason)
+        added = tally(outcomes, AddedRows(), int(marker.get("reserved", 0)))
+        self.bucket.put(part_key(job.import_id, chunk), _report_part(outcomes, columns.header), REPORT_CONTENT_TYPE)
+        self._record_chunk(job, self.store.get_task(job.task_id), chunk, added)
+        job = self.store.update_import(job.import_id, {"error": job.error or reason}) or job
+        self._maybe_finish(job)
+        return reason
+
+    def _dead_plan(self, job: ImportJob) -> str:
+        why = job.last_error or "no error recorded (the planner timed out?)"
+        chunks = self.store.list_chunks(job.import_id)
+        if not chunks:
+            reason = f"the file could not be read ({MAX_RECEIVES} attempts): {why}"
+            self._fail(job, reason)
+            return reason
+        rows = sum(int(c.get("rows", 0)) for c in chunks)
+        reason = f"the file could not be read past its first {rows} rows ({MAX_RECEIVES} attempts): {why}"
+        job = self.store.update_import(job.import_id, {"chunks": len(chunks), "rowsRead": rows, "error": reason}) or job
+        for number, item in enumerate(chunks):  # a planner that died may not have queued its last chunk
+            if item.get("state") != "done":
+                self.send(ImportMessage(import_id=job.import_id, step="chunk", chunk=number))
+        self._maybe_finish(job)
+        return reason
+
+    def upload_failed(self, bucket: str, raw_key: str, version: str | None, reason: str) -> ImportJob | None:
+        """An upload event failed every attempt (UploadDLQ): its import ends `failed` saying so; an
+        object put straight into the bucket gets an import that says so."""
+        key = object_key(raw_key)
+        try:
+            task_id = task_id_of(key)
+        except Unprocessable as exc:
+            logger.error("upload event failed for an object outside imports/", extra={"reason": exc.message})
+            return None
+        message = f"the upload could not be registered ({reason}): upload the file again"
+        parts = key.split("/")
+        job: ImportJob | None = None
+        if len(parts) == 4 and parts[2].startswith("imp_"):
+            job = self.store.get_import(parts[2])
+            if job is not None and job.object_key != key:
+                job = None
+        job = job or self.store.get_import(import_id_for(bucket, key, version))
+        if job is None:
+            now = utcnow()
+            job = _object_job(bucket, key, version, task_id, now, status="failed", error=message, finished_at=now)
+            self.store.create_import(job)
+        elif job.status in ("waiting", "queued"):
+            job = self.store.update_import(
+                job.import_id,
+                {"status": "failed", "error": message, "finishedAt": _now(), "chunks": 0},
+                only_from=("waiting", "queued"),
+            )
+        else:  # its planner got it after all
+            return job
+        logger.error("upload event failed every attempt", extra={"importId": job and job.import_id, "reason": reason})
+        metrics.add_metric(name="UploadsFailed", unit="Count", value=1)
+        return job
+
+    def check_stalled(self, *, stall_seconds: int = STALL_SECONDS) -> list[ImportJob]:
+        """The imports that have not moved for `stall_seconds`: each gets `stalled` (since when, and
+        why as far as the store tells) and an ERROR log line; an upload whose URL expired with no
+        file ends `failed`. Returns the stalled imports."""
+        now = utcnow()
+        stalled = []
+        for job in self.store.open_imports():
+            idle = (now - job.updated_at).total_seconds()
+            if job.status == "waiting":
+                expired = job.created_at + timedelta(seconds=UPLOAD_URL_SECONDS)
+                if now - expired > timedelta(seconds=stall_seconds):
+                    why = f"no file was uploaded before the upload URL expired at {expired.isoformat()}"
+                    self.store.update_import(
+                        job.import_id, {"status": "failed", "error": why, "finishedAt": _now()}, only_from=("waiting",)
+                    )
+                    logger.warning("upload never came", extra={"importId": job.import_id})
+                continue
+            if idle < stall_seconds:
+                if job.stalled is not None:  # it moved again
+                    self.store.update_import(job.import_id, {"stalled": None}, touch=False)
+                continue
+            reason = f"no progress for {idle / 60:.0f} minutes: {self._why_stalled(job, now)}"
+            note = ImportStall(since=job.updated_at, checked_at=now, reason=reason[:1000])
+            job = self.store.update_import(job.import_id, {"stalled": note.dump()}, touch=False) or job
+            logger.error(
+                "import stalled", extra={"importId": job.import_id, "status": job.status, "reason": note.reason}
+            )
+            stalled.append(job)
+        metrics.add_metric(name="ImportsStalled", unit="Count", value=len(stalled))
+        return stalled
+
+    def _why_stalled(self, job: ImportJob, now: datetime) -> str:
+        if job.status == "queued":
+            return "its plan step has not started: is ImportQueue delivered to the contact-import function?"
+        if job.source == "json":
+            return "the JSON request that made it did not finish (its caller got an error or no answer)"
+        if job.chunks is None:
+            return (
+                f"the planner stopped after {job.rows_read} rows ({job.last_error or 'no error recorded'}); "
+                f"its message comes back after ImportQueue's visibility timeout, and after {MAX_RECEIVES} "
+                "attempts ImportDLQ ends the import"
+            )
+        waiting = [(n, c) for n, c in enumerate(self.store.list_chunks(job.import_id)) if c.get("state") != "done"]
+        if not waiting:
+            return "every chunk is done but the report was not written (its finish step did not run)"
+        found = []
+        for number, item in waiting[:3]:
+            lease = item.get("leaseUntil")
+            if lease and datetime.fromisoformat(lease) > now:
+                state = f"being worked (leased until {lease})"
+            elif lease:
+                state = f"its worker stopped (lease ran out at {lease})"
+            else:
+                state = "waiting for its message"
+            error = item.get("lastError")
+            found.append(f"chunk {number} {state}" + (f", last error: {error}" if error else ""))
+        more = f" and {len(waiting) - 3} more" if len(waiting) > 3 else ""
+        return f"{len(waiting)} of {job.chunks} chunks not done: " + "; ".join(found) + more
+
     def _fail(self, job: ImportJob, message: str) -> None:
         logger.info("import failed", extra={"importId": job.import_id, "reason": message})
         self.store.update_import(
@@ -681,6 +887,27 @@ class Importer:
             {"status": "failed", "error": message, "finishedAt": _now(), "chunks": 0},
             only_from=("queued", "running"),
         )
+
+
+def _object_job(bucket: str, key: str, version: str | None, task_id: str, now: datetime, **extra: Any) -> ImportJob:
+    """The import of an object under imports/, named after the object version."""
+    return ImportJob(
+        import_id=import_id_for(bucket, key, version),
+        task_id=task_id,
+        source="s3",
+        object_key=key,
+        object_version=version or "",
+        filename=PurePosixPath(key).name,
+        created_at=now,
+        updated_at=now,
+        **extra,
+    )
+
+
+def failure_text(exc: BaseException) -> str:
+    """An exception as a reason kept on an import and logged: short, phone numbers masked."""
+    text = f"{type(exc).__name__}: {mask_text(str(exc))}"
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 3] + "..."
 
 
 def _with_head(header: tuple[str, ...], parts: Iterator[IO[bytes]]) -> Iterator[bytes | IO[bytes]]:

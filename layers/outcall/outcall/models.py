@@ -356,6 +356,14 @@ class CallListFile(Model):
     sheet: str | None = None
 
 
+class ImportStall(Model):
+    """What the stalled-import check found on an import that has not moved for too long."""
+
+    since: datetime = Field(description="the import's last progress")
+    checked_at: datetime
+    reason: str = Field(description="why it is not moving, as far as the check can tell")
+
+
 class ImportJob(Model):
     """One import of contacts into a task: an uploaded file worked through in chunks, or a JSON
     request. `rows = accepted + duplicate + invalid` once it is completed, partial or failed;
@@ -383,7 +391,17 @@ class ImportJob(Model):
     reasons: dict[str, int] = Field(default_factory=dict, description="duplicate and invalid rows by reason")
     report_key: str | None = None
     report_url: str | None = Field(default=None, description="a short-lived link to the row-level report")
-    error: str | None = None
+    error: str | None = Field(
+        default=None,
+        description="why the import is partial or failed: the file broke off, a chunk or the upload event failed "
+        "every attempt (DLQ), the task went away",
+    )
+    last_error: str | None = Field(
+        default=None, description="the error of the last failed attempt of a step; it is tried again (3 in all)"
+    )
+    stalled: ImportStall | None = Field(
+        default=None, description="set by the stalled-import check while the import has not moved for 30 minutes"
+    )
     upload_of: str | None = Field(
         default=None, description="for a later PUT of an upload URL: the import that URL was given with"
     )

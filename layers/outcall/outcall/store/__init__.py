@@ -1,12 +1,14 @@
 """The only code that talks to DynamoDB.
 
-One table, keys `pk`/`sk`, one GSI (`gsi1pk`/`gsi1sk`) and a TTL attribute `expiresAt`:
+One table, keys `pk`/`sk`, a GSI (`gsi1pk`/`gsi1sk`), a sparse GSI (`gsi2pk`/`gsi2sk`: only the
+imports that have not ended, for the stalled-import check) and a TTL attribute `expiresAt`:
 
 | item          | pk                  | sk                  | gsi1pk        | gsi1sk                |
 |---------------|---------------------|---------------------|---------------|-----------------------|
 | API token     | TOKEN#<sha256>      | TOKEN               | TOKENS        | <createdAt>#<name>    |
 | import job    | IMPORT#<importId>   | IMPORT              | TASK#<taskId> | IMPORT#<createdAt>    |
 | import chunk  | IMPORT#<importId>   | CHUNK#<n>           | -             | -                     |
+| open import   | (the job's; gsi2)   | gsi2pk IMPORTS#OPEN | gsi2sk <createdAt>#<importId> (removed when it ends) |  |
 | contact       | CONTACTS#<taskId>#<shard> | CONTACT#<e164> | see hopper.py | see hopper.py         |
 | dispatch lease| PROVIDER#<provider> | DISPATCH            | -             | -                     |
 | releases/min  | PROVIDER#<provider> | PACE#<minute>       | -             | -                     |

@@ -18,6 +18,7 @@ from outcall.config import Config
 from outcall.errors import Unprocessable
 
 GSI1 = "gsi1"
+GSI2 = "gsi2"  # sparse: only items that set gsi2pk are in it (imports still open, store/imports.py)
 
 
 def utcnow() -> datetime:
@@ -58,7 +59,8 @@ def update_expression(
         else:
             values[f":a{i}"] = _dynamo(value)
             sets.append(f"#a{i} = :a{i}")
-    return f"SET {', '.join(sets)}" + (f" REMOVE {', '.join(removes)}" if removes else "")
+    parts = ([f"SET {', '.join(sets)}"] if sets else []) + ([f"REMOVE {', '.join(removes)}"] if removes else [])
+    return " ".join(parts)
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:
@@ -118,6 +120,16 @@ class StoreBase:
         item: dict[str, Any] = _plain(answer["Attributes"])
         return item
 
+    def _query_all(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every item a Query finds, page after page, as plain Python values."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.table.query(**kwargs)
+            found.extend(_plain(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
     def _get(self, pk: str, sk: str, *, consistent: bool = False) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=consistent).get("Item")
         return _plain(item) if item else None
@@ -140,7 +152,11 @@ class StoreBase:
 
     @staticmethod
     def _strip(item: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in item.items() if k not in {"pk", "sk", "gsi1pk", "gsi1sk", "expiresAt", "type"}}
+        return {
+            k: v
+            for k, v in item.items()
+            if k not in {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "expiresAt", "type"}
+        }
 
     def _query_page(
         self, kwargs: dict[str, Any], limit: int, next_token: str | None, *, keys: tuple[str, ...] = GSI1_KEYS

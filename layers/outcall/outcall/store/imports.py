@@ -1,6 +1,8 @@
 """Import job items and their chunks.
 
-`IMPORT#<importId>` holds the job (`IMPORT`) and one item per chunk (`CHUNK#<n>`). A chunk item is
+`IMPORT#<importId>` holds the job (`IMPORT`) and one item per chunk (`CHUNK#<n>`). While a job has not
+ended it is also in the sparse index gsi2 (`IMPORTS#OPEN`, by creation time): the stalled-import check
+reads the open imports there, without a scan; the status that ends a job removes it. A chunk item is
 put once, when the planner has written the chunk's rows and reserved their numbers; a worker leases
 it while it works, and finishing it is one transaction that marks it done and adds its counts to
 the job and to the task: however often a chunk is delivered, its rows are counted once.
@@ -18,6 +20,7 @@ from botocore.exceptions import ClientError
 from outcall.models import ImportJob
 from outcall.store.base import (
     GSI1,
+    GSI2,
     StoreBase,
     _dynamo,
     _is_conditional_failure,
@@ -27,6 +30,7 @@ from outcall.store.base import (
 )
 
 FINAL_IMPORT_STATUSES: Final = frozenset({"completed", "partial", "failed"})
+OPEN_IMPORTS: Final = "IMPORTS#OPEN"  # gsi2pk of every import not yet ended
 JOB_COUNTERS: Final = (
     "rowsRead",
     "rows",
@@ -70,11 +74,24 @@ class ImportItems(StoreBase):
             "type": "import",
             "gsi1pk": f"TASK#{job.task_id}",
             "gsi1sk": f"IMPORT#{job.created_at.isoformat()}",
+            **self._open_keys(job),
             **job.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"report_url"}),
         }
         if expires_at is not None:
             item["expiresAt"] = int(expires_at.timestamp())
         return self._put_new(_dynamo(item))
+
+    @staticmethod
+    def _open_keys(job: ImportJob) -> dict[str, str]:
+        if job.status in FINAL_IMPORT_STATUSES:
+            return {}
+        return {"gsi2pk": OPEN_IMPORTS, "gsi2sk": f"{job.created_at.isoformat()}#{job.import_id}"}
+
+    def open_imports(self) -> list[ImportJob]:
+        """Every import that has not ended (waiting, queued, running), oldest first: one Query of
+        the sparse index, whose partition holds only those."""
+        kwargs: dict[str, Any] = {"IndexName": GSI2, "KeyConditionExpression": Key("gsi2pk").eq(OPEN_IMPORTS)}
+        return [ImportJob.model_validate(self._strip(i)) for i in self._query_all(kwargs)]
 
     def get_import(self, import_id: str) -> ImportJob | None:
         item = self._get(f"IMPORT#{import_id}", "IMPORT", consistent=True)
@@ -143,14 +160,19 @@ class ImportItems(StoreBase):
         changes: Mapping[str, Any],
         *,
         only_from: tuple[str, ...] | None = None,
+        touch: bool = True,
     ) -> ImportJob | None:
         """Set attributes (camelCase; None removes one) on a job, only while its status is one of
-        `only_from` when given. Returns the job as it is now, or None when the condition failed."""
+        `only_from` when given. Returns the job as it is now, or None when the condition failed.
+        `updatedAt` is the job's progress (the stalled-import check reads it): a note about the job
+        that is no progress passes `touch=False`. A status that ends the job takes it out of gsi2."""
         names: dict[str, str] = {}
-        values: dict[str, Any] = {":now": utcnow().isoformat()}
+        values: dict[str, Any] = {":now": utcnow().isoformat()} if touch else {}
+        if changes.get("status") in FINAL_IMPORT_STATUSES:
+            changes = {**changes, "gsi2pk": None, "gsi2sk": None}
         kwargs: dict[str, Any] = {
             "Key": self._import_key(import_id),
-            "UpdateExpression": update_expression(changes, names, values, ["updatedAt = :now"], []),
+            "UpdateExpression": update_expression(changes, names, values, ["updatedAt = :now"] if touch else [], []),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
             "ReturnValues": "ALL_NEW",
@@ -181,6 +203,15 @@ class ImportItems(StoreBase):
     def get_chunk(self, import_id: str, chunk: int) -> dict[str, Any] | None:
         return self._get(f"IMPORT#{import_id}", chunk_sk(chunk), consistent=True)
 
+    def list_chunks(self, import_id: str) -> list[dict[str, Any]]:
+        """Every chunk item of an import, in chunk order."""
+        return self._query_all(
+            {
+                "KeyConditionExpression": Key("pk").eq(f"IMPORT#{import_id}") & Key("sk").begins_with("CHUNK#"),
+                "ConsistentRead": True,
+            }
+        )
+
     def lease_chunk(self, import_id: str, chunk: int, seconds: int) -> str:
         """Take the chunk for `seconds` so a duplicate delivery does not work it at the same time.
         Returns "leased", "done" (finished before), "busy" (another worker holds it) or "missing"."""
@@ -206,15 +237,21 @@ class ImportItems(StoreBase):
             return "done" if item.get("state") == "done" else "busy"
         return "leased"
 
-    def release_chunk(self, import_id: str, chunk: int) -> None:
-        """Give the lease up early (the worker failed and the message will come again)."""
+    def release_chunk(self, import_id: str, chunk: int, *, error: str | None = None) -> None:
+        """Give the lease up early (the worker failed and the message will come again); `error` is
+        kept on the chunk as `lastError` (what its DLQ record then says)."""
+        values: dict[str, Any] = {":planned": "planned"}
+        expression = "REMOVE leaseUntil"
+        if error:
+            values[":error"] = error
+            expression = "SET lastError = :error " + expression
         try:
             self.table.update_item(
                 Key={"pk": f"IMPORT#{import_id}", "sk": chunk_sk(chunk)},
-                UpdateExpression="REMOVE leaseUntil",
+                UpdateExpression=expression,
                 ConditionExpression="#state = :planned",
                 ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":planned": "planned"},
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if not _is_conditional_failure(exc):
