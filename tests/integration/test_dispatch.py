@@ -159,7 +159,9 @@ def states(store: Store, task: Task) -> dict[str, int]:
 # ---------------------------------------------------------------- the hopper
 
 
-def test_nothing_reaches_the_provider_before_start_and_waves_keep_the_hopper_level(store: Store) -> None:
+def test_nothing_reaches_the_provider_before_start_and_waves_keep_the_hopper_level(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     provider, clock = RecordingProvider(), Clock()
     task = make_task(store, provider, 35, concurrency=5, hopperLevel=12)
     svc, dispatcher = service(store, provider, clock)
@@ -185,6 +187,8 @@ def test_nothing_reaches_the_provider_before_start_and_waves_keep_the_hopper_lev
     counts = store.get_task_with_counts(task.task_id)[1]  # type: ignore[index]
     assert counts["contacts"]["done"] == 35 and counts["contacts"]["queued"] == 0
     assert counts["contacts"]["released"] == 0 and counts["outcomes"]["completed"] == 35
+    # the completion came from within the run: it did not wait for the run's own lease
+    assert not [r for r in caplog.records if "outlasted the wait" in r.getMessage()]
 
 
 def test_a_paused_task_releases_nothing_and_withdraws_what_the_provider_holds(store: Store) -> None:

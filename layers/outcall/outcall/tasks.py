@@ -743,7 +743,9 @@ class TaskService:
             steps.append(("withdrawn", lambda: withdraw(task, provider)))
         note: str | None = None
         state: str | None = None
-        with self.quiet(provider.key) if self.quiet is not None else nullcontext():
+        # a pause or stop waits for a wave under way; a completion comes from within a run, with nothing left
+        hold = self.quiet is not None and action in ("pause", "stop")
+        with self.quiet(provider.key) if hold and self.quiet is not None else nullcontext():
             for name, step in steps:
                 try:
                     step()
