@@ -27,14 +27,6 @@ FINAL = ("completed", "no-answer", "busy", "rejected", "failed", "canceled")
 RESULTS_WAIT_SECONDS = float(os.environ.get("OUTCALL_DEMO_RESULTS_WAIT", "150"))
 PROVIDERS = (("xswitch", "auto"), ("aliyun", "predictive"), ("nxcloud", "robot"), ("airudder", "robot"))
 NUMBERS = ("+8613800138001", "+8613800138002", "+8613800138003")
-# Why airudder results never came in the old demo (start, pause, start): AIRUDDER has no pause, so
-# outcall's pause cancels the released cases (workflow/cancel); the next start releases the same contacts
-# under the same case_id (the release key: the attempt was not spent), uploaddetails refuses them as
-# duplicate case_ids, and AirudderProvider.add_contacts, finding the (cancelled) case still held by the
-# workflow (detailinstances), counts them as released `already_held`: they stay released, never dialled.
-# That is outcall's to fix (dispatch / provider), not the demo's waits; until then the demo does not pause
-# the airudder task, and says so.
-NOT_PAUSED = {"airudder": "AIRUDDER cannot pause: a pause cancels the cases it was given"}
 
 
 def words(value: Any) -> str:
@@ -240,16 +232,15 @@ def dialing(story: Story) -> dict[str, str]:
             json={"contacts": [{"mobile": n} for n in NUMBERS]},
             tell=lambda b: f"{b['queued']} queued in outcall (the provider sees them once the task runs)",
         )
-        actions = ("start",) if provider in NOT_PAUSED else ("start", "pause", "start")
-        for action in actions:
+        # start, pause, resume: on airudder, which has no pause, the pause withdraws the released cases
+        # and the resume releases them again under new case ids
+        for action in ("start", "pause", "start"):
             story.call(
                 f"{provider}: {action}",
                 "POST",
                 f"/tasks/{task}/{action}",
                 tell=lambda b: f"the task is {b['status']}",
             )
-        if provider in NOT_PAUSED:
-            story.note(f"{provider}: not paused in this demo ({NOT_PAUSED[provider]})")
     results(story, tasks)
     return tasks
 
