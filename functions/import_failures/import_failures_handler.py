@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -25,7 +24,6 @@ from outcall.providers.base import Provider
 from outcall.store import default_store
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.batch import BatchProcessor
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 STALLED_CHECK = "stalled-imports"  # the schedule's input in template.yaml: {"check": "stalled-imports"}
@@ -64,13 +62,6 @@ def on_message(record: SQSRecord) -> None:
     importer().dead_letter(ImportMessage.model_validate(body))
 
 
-@cache
-def _processor() -> BatchProcessor:
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-
-    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -80,4 +71,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str
         return {"stalled": [job.import_id for job in stalled]}
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
-    return process_partial_response(event=event, record_handler=on_message, processor=_processor(), context=context)
+    return process_partial_response(
+        event=event, record_handler=on_message, processor=queues.sqs_batch_processor(), context=context
+    )
