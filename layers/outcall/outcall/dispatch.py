@@ -68,6 +68,13 @@ RETRYABLE_OUTCOMES: Final = ("no-answer", "busy", "rejected", "failed", "cancele
 CONTACT_FIELDS: Final = ("e164", "name", "company", "externalId", "variables")
 
 
+def place_in_line(contacts: Sequence[Mapping[str, Any]], now: datetime) -> datetime:
+    """When contacts whose release did not happen are due again: their place in line, the earliest
+    `dueAt` among them (ahead of those never released), or now when they have none."""
+    first = min((str(c.get("dueAt") or "") for c in contacts), default="")
+    return datetime.fromisoformat(first) if first else now
+
+
 class DispatchOutcome(Model):
     task_id: str
     status: str = Field(description="what the run did: dispatched, busy, idle, completed, not-running")
@@ -253,8 +260,7 @@ class Dispatcher:
     def _unclaim(self, task: Task, claimed: Sequence[Mapping[str, Any]]) -> None:
         """Claimed contacts of a task that stopped running meanwhile: back in line, attempt not spent."""
         keys = [(str(c["e164"]), int(c["attempts"])) for c in claimed]
-        first = min((str(c.get("dueAt") or "") for c in claimed), default="")
-        due = datetime.fromisoformat(first) if first else self.clock()
+        due = place_in_line(claimed, self.clock())
         moved = self.store.requeue(task.task_id, keys, due, None)
         self.store.add_contact_counts(task.task_id, {"released": -moved, "queued": moved})
 
@@ -451,8 +457,7 @@ class Dispatcher:
         gone = [refs[r] for r in withdrawn if r in refs]
         back = [(str(i["e164"]), int(i["attempts"])) for i in gone]
         # they keep their place in line: due from when they were released, ahead of those never released
-        first = min((str(refs[r].get("dueAt") or "") for r in withdrawn if r in refs), default="")
-        due = datetime.fromisoformat(first) if first else self.clock()
+        due = place_in_line(gone, self.clock())
         moved = self.store.requeue(task.task_id, back, due, None, state=ContactState.RELEASED)
         self.store.add_contact_counts(task.task_id, {"released": -moved, "queued": moved})
         self._give_back([(str(i["e164"]), str(i["releaseKey"])) for i in gone if i.get("releaseKey")])
@@ -518,7 +523,7 @@ def _not_an_attempt(store: Store, task: Task, contact: Mapping[str, Any]) -> boo
     the calls in progress `canceled`): the contact goes back to its place in line with its attempt not
     spent, and the attempt leaves the number's frequency caps."""
     e164, attempt = str(contact["e164"]), int(contact.get("attempts", 0))
-    due = datetime.fromisoformat(str(contact["dueAt"])) if contact.get("dueAt") else utcnow()
+    due = place_in_line([contact], utcnow())
     moved = store.requeue(task.task_id, [(e164, attempt)], due, None, state=str(contact["state"]))
     if not moved:
         return False

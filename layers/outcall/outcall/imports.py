@@ -419,10 +419,9 @@ class Importer:
         except Unprocessable as exc:
             logger.warning("upload ignored", extra={"reason": exc.message})
             return None
-        parts = key.split("/")
         ticket: str | None = None
-        if len(parts) == 4 and parts[2].startswith("imp_"):
-            import_id = parts[2]
+        import_id = _upload_import_id(key)
+        if import_id is not None:
             if self.store.attach_upload(import_id, key, version):
                 return self._queue_plan(import_id)
             waiting = self.store.get_import(import_id)
@@ -798,10 +797,10 @@ class Importer:
             logger.error("upload event failed for an object outside imports/", extra={"reason": exc.message})
             return None
         message = f"the upload could not be registered ({reason}): upload the file again"
-        parts = key.split("/")
         job: ImportJob | None = None
-        if len(parts) == 4 and parts[2].startswith("imp_"):
-            job = self.store.get_import(parts[2])
+        ticket = _upload_import_id(key)
+        if ticket is not None:
+            job = self.store.get_import(ticket)
             if job is not None and job.object_key != key:
                 job = None
         job = job or self.store.get_import(import_id_for(bucket, key, version))
@@ -887,6 +886,13 @@ class Importer:
             {"status": "failed", "error": message, "finishedAt": _now(), "chunks": 0},
             only_from=("queued", "running"),
         )
+
+
+def _upload_import_id(key: str) -> str | None:
+    """The import of an upload URL (`imports/<taskId>/<importId>/<file>`, create_upload), or None for an
+    object put into the bucket some other way."""
+    parts = key.split("/")
+    return parts[2] if len(parts) == 4 and parts[2].startswith("imp_") else None
 
 
 def _object_job(bucket: str, key: str, version: str | None, task_id: str, now: datetime, **extra: Any) -> ImportJob:

@@ -129,14 +129,7 @@ class HopperItems(StoreBase):
         condition: Any = Key("gsi1pk").eq(inflight_pk(provider))
         if task_id is not None:
             condition = condition & Key("gsi1sk").begins_with(f"{task_id}#")
-        kwargs: dict[str, Any] = {"IndexName": GSI1, "KeyConditionExpression": condition}
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self.table.query(**kwargs)
-            found.extend(_plain(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._query_all({"IndexName": GSI1, "KeyConditionExpression": condition})
 
     def count_inflight(self, provider: str, task_id: str | None = None) -> int:
         condition: Any = Key("gsi1pk").eq(inflight_pk(provider))
@@ -191,20 +184,13 @@ class HopperItems(StoreBase):
                 values[f":d{i}"] = delta
             expression += " ADD " + ", ".join(f"#d{i} :d{i}" for i in range(len(adds)))
         states = ", ".join(f":e{i}" for i in range(len(expect_state)))
-        try:
-            answer = self.table.update_item(
-                Key=self._contact_key(task_id, e164),
-                UpdateExpression=expression,
-                ConditionExpression=f"attribute_exists(pk) AND #state IN ({states}) AND #attempts = :attempts",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise
-        return _plain(answer["Attributes"])
+        return self._update_if(
+            Key=self._contact_key(task_id, e164),
+            UpdateExpression=expression,
+            ConditionExpression=f"attribute_exists(pk) AND #state IN ({states}) AND #attempts = :attempts",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def claim_releases(
         self, task_id: str, provider: str, contacts: Sequence[Mapping[str, Any]], now: datetime
