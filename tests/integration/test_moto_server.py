@@ -239,6 +239,45 @@ def test_a_message_deleted_twice_is_no_error_and_none_is_lost(
     assert sorted(seen) == sorted(f"m{n}" for n in range(30))
 
 
+def test_an_item_over_400_kb_is_refused_and_one_under_it_is_kept(ddb: Any) -> None:
+    # local.moto_speed sizes a new item once: the same limit as moto's per-attribute check
+    big = {**key("big"), **{f"a{n}": {"S": "x" * 20_000} for n in range(21)}}  # ~420 KB
+    with pytest.raises(ClientError) as caught:
+        ddb.put_item(TableName=TABLE, Item=big)
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert "size" in caught.value.response["Error"]["Message"]
+    assert "Item" not in ddb.get_item(TableName=TABLE, Key=key("big"))
+    fits = {**key("fits"), **{f"a{n}": {"S": "x" * 20_000} for n in range(19)}}  # ~380 KB
+    ddb.put_item(TableName=TABLE, Item=fits)
+    assert ddb.get_item(TableName=TABLE, Key=key("fits"))["Item"] == fits
+
+
+def test_every_kind_of_attribute_value_comes_back_as_written(ddb: Any) -> None:
+    # local.moto_speed parses DynamoDB requests with functions made once per shape
+    item = {
+        **key("kinds"),
+        "s": {"S": "text"},
+        "n": {"N": "12.5"},
+        "b": {"B": b"\x00\xffbinary"},
+        "ss": {"SS": ["a", "b"]},
+        "bs": {"BS": [b"one", b"two"]},
+        "null": {"NULL": True},
+        "bool": {"BOOL": False},
+        "l": {"L": [{"S": "x"}, {"B": b"\x01"}, {"M": {"deep": {"L": [{"N": "1"}]}}}]},
+        "m": {"M": {"inner": {"M": {"b": {"B": b"\x02"}}}}},
+    }
+    ddb.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": item}}]})
+    got = ddb.batch_get_item(RequestItems={TABLE: {"Keys": [key("kinds")], "ConsistentRead": True}})
+    assert got["Responses"][TABLE] == [item]
+    found = ddb.query(
+        TableName=TABLE,
+        KeyConditionExpression="pk = :pk",
+        FilterExpression="b = :b",
+        ExpressionAttributeValues={":pk": {"S": "kinds"}, ":b": {"B": b"\x00\xffbinary"}},
+    )
+    assert found["Items"] == [item]
+
+
 def test_sigterm_twice_stops_it_at_once(moto_process: tuple[subprocess.Popen[bytes], str]) -> None:
     proc = moto_process[0]
     os.kill(proc.pid, signal.SIGTERM)
