@@ -150,12 +150,14 @@ def test_accepted_rows_cost_one_batched_write_each(store: Store) -> None:
         if op == "BatchWriteItem":
             items["written"] += sum(len(v) for v in params["RequestItems"].values())
 
-    client = store.table.meta.client
-    client.meta.events.register("provide-client-params.dynamodb", count)
+    clients = (store.table.meta.client, store.wire)  # the table's, and the bulk reads' and writes'
+    for client in clients:
+        client.meta.events.register("provide-client-params.dynamodb", count)
     try:
         put(store, "tsk_cost", NUMBERS)
     finally:
-        client.meta.events.unregister("provide-client-params.dynamodb", count)
+        for client in clients:
+            client.meta.events.unregister("provide-client-params.dynamodb", count)
     assert items["written"] == len(NUMBERS)  # one write per accepted row
     assert calls["BatchWriteItem"] <= len(NUMBERS) // 25 + 16
     assert calls["PutItem"] == 1 and calls["DeleteItem"] == 1  # the writer's lease, taken and dropped once
@@ -176,3 +178,74 @@ def test_a_writer_waits_for_a_live_lease_and_takes_an_expired_one(
     store.table.put_item(Item={"pk": "TASK#tsk_lease", "sk": "WRITER", "owner": "other", "leaseUntil": dead})
     assert store.claim_contacts("tsk_lease", [{"e164": NUMBERS[0], "row": 1}])[0].claimed
     assert "Item" not in store.table.get_item(Key={"pk": "TASK#tsk_lease", "sk": "WRITER"})  # dropped after
+
+
+class Throttling:
+    """The store's bulk client, leaving all but one of a batch unprocessed on the first `times` requests
+    of the kinds in `ops` (as DynamoDB does when throttled); what it was asked, in order."""
+
+    def __init__(self, client: Any, times: int, ops: tuple[str, ...] = ("get", "write")) -> None:
+        self.client = client
+        self.times = times
+        self.ops = ops
+        self.asked: list[tuple[str, int]] = []
+
+    def _throttled(self, op: str, size: int) -> bool:
+        self.asked.append((op, size))
+        return op in self.ops and sum(1 for o, _ in self.asked if o in self.ops) <= self.times and size > 1
+
+    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:
+        ((table, batch),) = RequestItems.items()
+        if self._throttled("write", len(batch)):
+            self.client.batch_write_item(RequestItems={table: batch[:1]})
+            return {"UnprocessedItems": {table: batch[1:]}}
+        return dict(self.client.batch_write_item(RequestItems=RequestItems))
+
+    def batch_get_item(self, RequestItems: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        ((table, request),) = RequestItems.items()
+        keys = request["Keys"]
+        if self._throttled("get", len(keys)):
+            answer = self.client.batch_get_item(RequestItems={table: {**request, "Keys": keys[:1]}})
+            return {**answer, "UnprocessedKeys": {table: {**request, "Keys": keys[1:]}}}
+        return dict(self.client.batch_get_item(RequestItems=RequestItems))
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    import outcall.store.base as base
+
+    monkeypatch.setattr(base, "_backoff", lambda attempt: None)
+
+
+@pytest.mark.parametrize("op", ["get", "write"])
+def test_what_dynamodb_leaves_unprocessed_is_sent_again_until_it_is_done(
+    store: Store, no_backoff: None, op: str
+) -> None:
+    throttling = Throttling(store.wire, times=3, ops=(op,))
+    store._wire = throttling
+    put(store, "tsk_throttled", NUMBERS[:20])  # 20 numbers: one read and one write batch
+    asked = [size for o, size in throttling.asked if o == op]
+    assert asked == [20, 19, 18, 17]  # all but one left unprocessed three times, then the rest at once
+    contacts = list(store.iter_contacts("tsk_throttled"))
+    assert sorted(c["e164"] for c in contacts) == sorted(NUMBERS[:20])
+    assert {c["row"] for c in contacts} == set(range(20))
+
+
+def test_a_batch_left_unprocessed_every_time_fails_and_the_next_delivery_writes_it(
+    store: Store, no_backoff: None
+) -> None:
+    from outcall.store.base import BATCH_TRIES, BatchUnprocessed
+
+    throttling = Throttling(store.wire, times=10**6, ops=("write",))
+    store._wire = throttling
+    with pytest.raises(BatchUnprocessed):
+        store.claim_contacts("tsk_stuck", [{"e164": n, "row": i} for i, n in enumerate(NUMBERS[:30])])
+    writes = [size for o, size in throttling.asked if o == "write"]
+    # the batch of 25 asked BATCH_TRIES times and gave up; the batch of 5 (side by side) got through
+    assert sorted(writes) == [1, 2, 3, 4, 5, *range(25 - BATCH_TRIES + 1, 26)]
+    assert len(list(store.iter_contacts("tsk_stuck"))) == BATCH_TRIES + 5  # what was written stays
+    store._wire = throttling.client  # DynamoDB has room again: the message's next delivery writes the rest
+    claims = store.claim_contacts("tsk_stuck", [{"e164": n, "row": i} for i, n in enumerate(NUMBERS[:30])])
+    assert sum(c.claimed for c in claims) == 30 - BATCH_TRIES - 5
+    assert all(c.claimed or c.previous["row"] == row for row, c in enumerate(claims))  # type: ignore[index]
+    assert sorted(c["e164"] for c in store.iter_contacts("tsk_stuck")) == sorted(NUMBERS[:30])

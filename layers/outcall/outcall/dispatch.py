@@ -56,7 +56,7 @@ from outcall.models import (
 from outcall.observability import logger, mask_phone
 from outcall.providers.base import Provider, batched
 from outcall.store import Store, utcnow
-from outcall.store.contacts import _parallel
+from outcall.store.base import _parallel
 
 LEASE_SECONDS: Final = 120
 QUIET_WAIT_SECONDS: Final = 10.0  # how long a pause or stop waits for a wave under way to end

@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from botocore.exceptions import ClientError
 
 from outcall.caps import MAX_WINDOW_HOURS, CapRule, CapVerdict, judge, prune
-from outcall.store.base import StoreBase, _is_conditional_failure, _plain
-from outcall.store.contacts import _parallel
+from outcall.store.base import StoreBase, _is_conditional_failure, _parallel
 
 SPEND_TRIES: Final = 8
 
@@ -35,17 +34,9 @@ class CapItems(StoreBase):
 
     def _logs(self, numbers: Sequence[str]) -> dict[str, tuple[dict[str, float], int]]:
         found: dict[str, tuple[dict[str, float], int]] = {}
-        unique = list(dict.fromkeys(numbers))
-        client = self.table.meta.client
-        for start in range(0, len(unique), 100):
-            keys = [cap_key(n) for n in unique[start : start + 100]]
-            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                page = client.batch_get_item(RequestItems=request)
-                for item in page.get("Responses", {}).get(self.table_name, []):
-                    log = {str(k): float(v) for k, v in _plain(item.get("log") or {}).items()}
-                    found[str(item["pk"]).removeprefix("CAP#")] = (log, int(item.get("version", 0)))
-                request = page.get("UnprocessedKeys") or {}
+        for item in self._batch_get([cap_key(n) for n in numbers]):
+            log = {str(k): float(v) for k, v in (item.get("log") or {}).items()}
+            found[str(item["pk"]).removeprefix("CAP#")] = (log, int(item.get("version", 0)))
         return found
 
     def spend_attempts(

@@ -17,15 +17,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from boto3.dynamodb.conditions import Attr, Key
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from outcall.errors import Conflict
@@ -40,7 +38,6 @@ from outcall.store.base import (
     utcnow,
 )
 
-WRITE_THREADS = 16  # parallel single-item writes per call (boto3 clients are thread-safe)
 # A task's contacts (and its hopper view) spread over this many partition keys: DynamoDB serves at most
 # 1,000 write units per second per partition key, so one task imports at up to 16,000 rows/s. Changing it
 # moves every contact of existing tasks: it is part of the key scheme, not a setting.
@@ -48,10 +45,6 @@ CONTACT_SHARDS: Final = 16
 WRITER_LEASE_SECONDS: Final = 60  # a writer that died frees the task's contacts after this
 WRITER_WAIT_SECONDS: Final = 15.0  # how long a writer waits for another (an HTTP request has 30 s)
 WRITER_HOLD_CONTACTS: Final = 500  # contacts written per hold of the lease: a waiting writer's turn comes soon
-
-_deserialize = TypeDeserializer().deserialize
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class ContactsBusy(Conflict):
@@ -115,19 +108,6 @@ def inflight_sk(task_id: str, e164: str) -> str:
     return f"{task_id}#{e164}"
 
 
-def _item_from_wire(wire: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not wire:
-        return None
-    return _plain({k: _deserialize(v) for k, v in wire.items()})
-
-
-def _parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    if len(items) <= 1:
-        return [work(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(items))) as pool:
-        return list(pool.map(work, items))
-
-
 class ContactItems(StoreBase):
     @staticmethod
     def _numbers_key(provider: str) -> dict[str, str]:
@@ -145,7 +125,7 @@ class ContactItems(StoreBase):
 
         One writer per task at a time (`_writer`, a lease on TASK#<taskId>/WRITER that every creator of
         a task's contacts takes): it reads which of the numbers the task holds (BatchGetItem, strongly
-        consistent) and writes the others (BatchWriteItem, 25 a call, 16 calls at a time). Nobody else
+        consistent) and writes the others (BatchWriteItem, StoreBase._batch_put). Nobody else
         creates a contact of the task meanwhile and the dispatcher only moves contacts that exist, so a
         number is written once without a condition per item: one write unit per accepted row, a
         twenty-fifth of the requests."""
@@ -185,7 +165,7 @@ class ContactItems(StoreBase):
                 items.append({k: v for k, v in item.items() if v is not None})
                 held[e164] = _plain(items[-1])  # the same number twice in one call: the first has it
                 claims.append(Claim(e164, True, previous))
-            self._put_all(items)
+            self._batch_put(items)
         return claims
 
     @contextmanager
@@ -229,43 +209,8 @@ class ContactItems(StoreBase):
                     raise
 
     def _held(self, task_id: str, numbers: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The task's contacts of these numbers, by number (BatchGetItem, 100 keys a call, strongly
-        consistent, unprocessed keys asked again)."""
-        keys = list({n: contact_key(task_id, n) for n in numbers}.values())
-        client = self.table.meta.client
-
-        def get(batch: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
-            found: list[dict[str, Any]] = []
-            request: dict[str, Any] = {self.table_name: {"Keys": list(batch), "ConsistentRead": True}}
-            for attempt in range(10):
-                answer = client.batch_get_item(RequestItems=request)
-                found.extend(answer.get("Responses", {}).get(self.table_name, []))
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    return found
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-            raise RuntimeError("DynamoDB left keys unprocessed ten times; try again")
-
-        held: dict[str, dict[str, Any]] = {}
-        for page in _parallel(get, [keys[i : i + 100] for i in range(0, len(keys), 100)]):
-            for found in page:  # the table's client (de)serialises as the Table resource does
-                item = _plain(found)
-                held[str(item["e164"])] = item
-        return held
-
-    def _put_all(self, items: Sequence[dict[str, Any]]) -> None:
-        """BatchWriteItem in slices worked side by side; boto3's batch writer sends 25 a call and
-        sends again what DynamoDB left unprocessed."""
-        if not items:
-            return
-        size = max(25, -(-len(items) // WRITE_THREADS))
-
-        def put(part: Sequence[dict[str, Any]]) -> None:
-            with self.table.batch_writer() as writer:
-                for item in part:
-                    writer.put_item(Item=item)
-
-        _parallel(put, [items[i : i + size] for i in range(0, len(items), size)])
+        """The task's contacts of these numbers, by number (strongly consistent)."""
+        return {str(item["e164"]): item for item in self._batch_get([contact_key(task_id, n) for n in numbers])}
 
     def get_contact(self, task_id: str, e164: str) -> dict[str, Any] | None:
         key = contact_key(task_id, e164)

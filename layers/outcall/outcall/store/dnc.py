@@ -85,18 +85,10 @@ class DncItems(StoreBase):
         return {view["e164"]: view for view in self._live_entries([list_id], numbers, now)}
 
     def _live_entries(self, lists: Sequence[str], numbers: Sequence[str], now: datetime) -> Iterator[dict[str, Any]]:
-        unique = list(dict.fromkeys(numbers))
-        keys = [{"pk": dnc_pk(lst), "sk": f"NUMBER#{n}"} for n in unique for lst in lists]
-        client = self.table.meta.client
-        for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {self.table_name: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
-            while request:
-                page = client.batch_get_item(RequestItems=request)
-                for item in page.get("Responses", {}).get(self.table_name, []):
-                    plain = _plain(item)
-                    if _live(plain, now):
-                        yield self._dnc_view(plain)
-                request = page.get("UnprocessedKeys") or {}
+        keys = [{"pk": dnc_pk(lst), "sk": f"NUMBER#{n}"} for n in dict.fromkeys(numbers) for lst in lists]
+        for item in self._batch_get(keys):
+            if _live(item, now):
+                yield self._dnc_view(item)
 
     # ------------------------------------------------------------ uploads
     @staticmethod

@@ -37,10 +37,9 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from outcall.models import ContactState
-from outcall.store.base import GSI1, StoreBase, _dynamo, _is_conditional_failure, _plain, utcnow
+from outcall.store.base import GSI1, StoreBase, _dynamo, _is_conditional_failure, _parallel, _plain, utcnow
 from outcall.store.contacts import (
     CONTACT_SHARDS,
-    _parallel,
     contact_key,
     hopper_pk,
     hopper_shard_pk,
