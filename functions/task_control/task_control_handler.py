@@ -18,7 +18,13 @@ from outcall import examples, queues
 from outcall.api import BODY_ERRORS, answers, configure, json_body, limit, request_examples, resolve
 from outcall.compliance import EXAMPLE_FORECAST, Forecast, forecast
 from outcall.config import TaskControlConfig, provider_settings
-from outcall.dispatch import MAX_RELEASES_PER_RUN, Dispatcher, DispatchMessage, request_dispatch
+from outcall.dispatch import (
+    MAX_RELEASES_PER_RUN,
+    START_RUN_SECONDS,
+    Dispatcher,
+    DispatchMessage,
+    request_dispatch,
+)
 from outcall.dnc import (
     EXAMPLE_ADD,
     EXAMPLE_ADDED,
@@ -101,10 +107,11 @@ def dispatcher() -> Dispatcher:
 
 
 def _dispatch_now(task_id: str) -> None:
-    """The first wave at once (start, resume); a run that found the account busy, or has more to
-    release than one run takes, carries on from the dispatch queue."""
-    outcome = dispatcher().run(task_id)
-    if outcome.status == "busy" or outcome.released + outcome.resent >= MAX_RELEASES_PER_RUN:
+    """The first waves at once (start, resume), for START_RUN_SECONDS at most; a run that found the
+    account busy, ran out of that time or has more to release than one run takes, carries on from the
+    dispatch queue."""
+    outcome = dispatcher().run(task_id, seconds=START_RUN_SECONDS)
+    if outcome.status == "busy" or outcome.time_up or outcome.released + outcome.resent >= MAX_RELEASES_PER_RUN:
         request_dispatch(task_id, outcome.status)
 
 

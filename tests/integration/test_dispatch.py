@@ -12,7 +12,14 @@ from typing import Any, ClassVar
 import pytest
 from outcall.calllists import process_records
 from outcall.contacts import add_rows
-from outcall.dispatch import Dispatcher, on_call_event, retry_decision
+from outcall.dispatch import (
+    MAX_RELEASES_PER_RUN,
+    START_RUN_SECONDS,
+    Dispatcher,
+    DispatchOutcome,
+    on_call_event,
+    retry_decision,
+)
 from outcall.engine import build_engine
 from outcall.errors import ProviderError
 from outcall.models import CallEvent, ContactOutcome, ContactSpec, RetryPolicy, RetryRule, Task, TaskSettings
@@ -189,6 +196,34 @@ def test_nothing_reaches_the_provider_before_start_and_waves_keep_the_hopper_lev
     assert counts["contacts"]["released"] == 0 and counts["outcomes"]["completed"] == 35
     # the completion came from within the run: it did not wait for the run's own lease
     assert not [r for r in caplog.records if "outlasted the wait" in r.getMessage()]
+
+
+class Ticking:
+    """A run's timer that moves `step` seconds each time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_run_given_seconds_begins_no_wave_after_them_and_the_next_run_carries_on(store: Store) -> None:
+    provider, clock = RecordingProvider(), Clock()
+    task = make_task(store, provider, 30, hopperLevel=10)
+    store.put_dnc(f"TASK#{task.task_id}", [{"e164": e, "source": "api", "createdAt": "x"} for e in numbers(30)[:10]])
+    store.finish_task(task.task_id, store.get_task(task.task_id).version, {"status": "running"})  # type: ignore[union-attr]
+    timed = Dispatcher(store, lambda key: provider, clock=clock, timer=Ticking(step=6.0))
+
+    out = timed.run(task.task_id, seconds=10.0)  # read at 6 s: one wave (the 10 listed, skipped); at 12 s: no more
+    assert out.time_up and out.dnc == 10 and out.released == 0 and provider.calls == []
+    assert states(store, task) == {"skipped": 10, "queued": 20}
+
+    out = timed.run(task.task_id)  # no limit: the wave the first run left
+    assert not out.time_up and out.released == 10 and len(provider.held) == 10
+    assert states(store, task) == {"skipped": 10, "released": 10, "queued": 10}
 
 
 def test_a_paused_task_releases_nothing_and_withdraws_what_the_provider_holds(store: Store) -> None:
@@ -526,3 +561,33 @@ def test_releases_per_minute_are_capped(store: Store) -> None:
     assert dispatcher.run(task.task_id).released == 0
     clock.advance(minutes=1)
     assert dispatcher.run(task.task_id).released == 7
+
+
+@pytest.mark.parametrize(
+    ("outcome", "carried_on"),
+    [
+        (DispatchOutcome(task_id="tsk_1", status="dispatched", released=12, time_up=True), True),
+        (DispatchOutcome(task_id="tsk_1", status="busy"), True),
+        (DispatchOutcome(task_id="tsk_1", status="dispatched", released=MAX_RELEASES_PER_RUN), True),
+        (DispatchOutcome(task_id="tsk_1", status="dispatched", released=12), False),
+        (DispatchOutcome(task_id="tsk_1", status="idle"), False),
+    ],
+)
+def test_a_start_releases_for_start_run_seconds_and_leaves_the_rest_to_the_dispatch_queue(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, outcome: DispatchOutcome, carried_on: bool
+) -> None:
+    import task_control_handler
+
+    asked: list[float | None] = []
+    sent: list[str] = []
+
+    class Run:
+        def run(self, task_id: str, *, seconds: float | None = None) -> DispatchOutcome:
+            asked.append(seconds)
+            return outcome
+
+    monkeypatch.setattr(task_control_handler, "dispatcher", Run)
+    monkeypatch.setattr(task_control_handler, "request_dispatch", lambda task_id, reason: sent.append(task_id))
+    task_control_handler._dispatch_now("tsk_1")
+    assert asked == [START_RUN_SECONDS]
+    assert sent == (["tsk_1"] if carried_on else [])

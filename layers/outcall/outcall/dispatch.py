@@ -64,6 +64,10 @@ STALE_RELEASE_SECONDS: Final = 120  # a `releasing` contact this old lost its an
 REFUSED_BATCH_DELAY_SECONDS: Final = 300  # a batch the provider refused as a whole is due again after this
 MAX_RELEASES_PER_RUN: Final = 5000  # one run's share; the next trigger carries on
 MAX_DECISIONS_PER_RUN: Final = 20000  # contacts screened per run (deferred ones included)
+# A run inside a start or resume request: waves begin within this many seconds of its start, so the
+# request answers well inside API Gateway's 30 s (the provider's start call comes first); what is left
+# is carried on from the dispatch queue.
+START_RUN_SECONDS: Final = 10.0
 RETRYABLE_OUTCOMES: Final = ("no-answer", "busy", "rejected", "failed", "canceled")
 CONTACT_FIELDS: Final = ("e164", "name", "company", "externalId", "variables")
 
@@ -89,6 +93,7 @@ class DispatchOutcome(Model):
     in_flight: int = 0
     next_due_at: str | None = None
     errors: list[str] = Field(default_factory=list)
+    time_up: bool = Field(default=False, description="the run's time ran out before its share: another run carries on")
 
 
 # ---------------------------------------------------------------- rules without a store
@@ -170,16 +175,20 @@ class Dispatcher:
         complete: Callable[[str], object] | None = None,
         clock: Callable[[], datetime] = utcnow,
         gate: Callable[[Store, Task], Gate] = Gate,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         """`gate(store, task)` makes the task's compliance gate (outcall.compliance.Gate; tests give the
-        account's caps)."""
+        account's caps); `timer` measures a run's time (`seconds`)."""
         self.store = store
         self.providers = providers
         self.complete = complete
         self.clock = clock
         self.gate = gate
+        self.timer = timer
 
-    def run(self, task_id: str) -> DispatchOutcome:
+    def run(self, task_id: str, *, seconds: float | None = None) -> DispatchOutcome:
+        """Release the task's next waves: up to MAX_RELEASES_PER_RUN, and when `seconds` is given no
+        wave begins after that many seconds (`time_up`: the caller has another run carry on)."""
         task = self.store.get_task(task_id)
         if task is None or task.status != "running" or not task.provider_task_id:
             return DispatchOutcome(task_id=task_id, status="not-running")
@@ -188,11 +197,11 @@ class Dispatcher:
         if not self.store.take_dispatch_lease(provider.key, owner, LEASE_SECONDS):
             return DispatchOutcome(task_id=task_id, status="busy")
         try:
-            return self._run(task, provider)
+            return self._run(task, provider, None if seconds is None else self.timer() + seconds)
         finally:
             self.store.drop_dispatch_lease(provider.key, owner)
 
-    def _run(self, task: Task, provider: Provider) -> DispatchOutcome:
+    def _run(self, task: Task, provider: Provider, until: float | None) -> DispatchOutcome:
         assert task.provider_task_id is not None
         out = DispatchOutcome(task_id=task.task_id, status="dispatched")
         gate = self.gate(self.store, task)
@@ -201,6 +210,9 @@ class Dispatcher:
         self._resend_stale(task, provider, out, gate, held)
         decisions = 0
         while out.released + out.resent < MAX_RELEASES_PER_RUN and decisions < MAX_DECISIONS_PER_RUN and not out.errors:
+            if until is not None and self.timer() >= until:
+                out.time_up = True
+                break
             if not self._still_running(task.task_id):
                 out.status = "not-running"
                 return out
