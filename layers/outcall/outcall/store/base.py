@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import boto3
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import ConditionExpressionBuilder, Key
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config as ClientConfig
 from botocore.exceptions import ClientError
@@ -75,6 +76,34 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(1.0, 0.05 * 2**attempt))
 
 
+class _BuilderPerThread(threading.local):
+    """The Table resource builds the expressions of Key/Attr conditions with one
+    ConditionExpressionBuilder per client, reset at the start of every request
+    (boto3/dynamodb/transform.py, TransformationInjector): two threads building at once mix their
+    placeholders, and a query runs with another's names and values: a ValidationException, or worse
+    a silently wrong answer (boto/boto3#1332; tests/integration/test_store_threads.py). The store
+    queries shards side by side (_parallel), and the local stack runs functions in threads: each
+    thread builds with a builder of its own."""
+
+    def __init__(self) -> None:
+        self.builder = ConditionExpressionBuilder()
+
+    def reset(self) -> None:
+        self.builder.reset()
+
+    def build_expression(self, condition: Any, is_key_condition: bool = False) -> Any:
+        return self.builder.build_expression(condition, is_key_condition=is_key_condition)
+
+
+def _table(table_name: str) -> Any:
+    """A Table resource whose condition expressions are built per thread (_BuilderPerThread)."""
+    resource = boto3.resource("dynamodb", config=CLIENT_CONFIG)
+    table = resource.Table(table_name)
+    for owner in (resource, table):  # the handler registered first (the resource's) is the one that runs
+        owner._injector._condition_builder = _BuilderPerThread()
+    return table
+
+
 def _dynamo(value: Any) -> Any:
     """JSON-like values as DynamoDB takes them: floats become Decimal."""
     if isinstance(value, float):
@@ -132,7 +161,7 @@ class StoreBase:
     @property
     def table(self) -> Any:
         if self._table is None:
-            self._table = boto3.resource("dynamodb", config=CLIENT_CONFIG).Table(self.table_name)
+            self._table = _table(self.table_name)
         return self._table
 
     @property
