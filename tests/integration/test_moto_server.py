@@ -1,9 +1,12 @@
 """The local stack's moto process (local.moto_server): transactions that fail put back exactly
 the items they named, moto keeps no history of instances, and its memory stays flat over many
-transactions on a large table. Run as a real child process, as the local stack runs it."""
+transactions on a large table, and connections carry many requests. Run as a real child process, as
+the local stack runs it."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -58,15 +61,19 @@ def moto_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
             proc.wait()
 
 
-@pytest.fixture(scope="module")
-def ddb(moto_process: tuple[subprocess.Popen[bytes], str]) -> Any:
-    client = boto3.client(
-        "dynamodb",
+def aws(service: str, moto_process: tuple[subprocess.Popen[bytes], str]) -> Any:
+    return boto3.client(
+        service,
         endpoint_url=moto_process[1],
         region_name="us-east-1",
         aws_access_key_id="local",
         aws_secret_access_key="local",
     )
+
+
+@pytest.fixture(scope="module")
+def ddb(moto_process: tuple[subprocess.Popen[bytes], str]) -> Any:
+    client = aws("dynamodb", moto_process)
     client.create_table(
         TableName=TABLE,
         AttributeDefinitions=[
@@ -218,13 +225,7 @@ def test_memory_stays_flat_over_many_transactions_on_a_large_table(
 def test_a_message_deleted_twice_is_no_error_and_none_is_lost(
     moto_process: tuple[subprocess.Popen[bytes], str],
 ) -> None:
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=moto_process[1],
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    sqs = aws("sqs", moto_process)
     url = sqs.create_queue(QueueName="bounded-q")["QueueUrl"]
     for n in range(30):
         sqs.send_message(QueueUrl=url, MessageBody=f"m{n}")
@@ -276,6 +277,61 @@ def test_every_kind_of_attribute_value_comes_back_as_written(ddb: Any) -> None:
         ExpressionAttributeValues={":pk": {"S": "kinds"}, ":b": {"B": b"\x00\xffbinary"}},
     )
     assert found["Items"] == [item]
+
+
+LIST_TABLES = {  # moto's dispatcher finds the service in the credential scope
+    "Authorization": "AWS4-HMAC-SHA256 Credential=local/20261201/us-east-1/dynamodb/aws4_request, Signature=0",
+    "Content-Type": "application/x-amz-json-1.0",
+    "X-Amz-Target": "DynamoDB_20120810.ListTables",
+}
+
+
+def test_requests_with_bodies_share_one_connection(ddb: Any, moto_process: tuple[subprocess.Popen[bytes], str]) -> None:
+    # werkzeug closes every connection; the local stack's server keeps them, as AWS does
+    port = int(moto_process[1].rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        first_socket = None
+        for n in range(20):  # each request sent as soon as the answer before it is read
+            conn.request("POST", "/", body=b'{"Limit": %d}' % (n + 1), headers=LIST_TABLES)
+            answer = conn.getresponse()
+            body = json.loads(answer.read())
+            assert answer.status == 200, body
+            assert TABLE in body["TableNames"]
+            assert (answer.getheader("Connection") or "").lower() != "close"
+            first_socket = first_socket or conn.sock
+            assert conn.sock is first_socket, f"request {n} needed a new connection"
+    finally:
+        conn.close()
+
+
+def test_a_chunked_body_is_read_and_its_connection_closed(
+    ddb: Any,
+    moto_process: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    port = int(moto_process[1].rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/", body=iter([b'{"Limit"', b": 5}"]), headers=LIST_TABLES, encode_chunked=True)
+        answer = conn.getresponse()
+        assert answer.status == 200
+        assert TABLE in json.loads(answer.read())["TableNames"]
+        assert answer.getheader("Connection") == "close"  # werkzeug cannot tell where it ended
+    finally:
+        conn.close()
+
+
+def test_large_objects_go_through_kept_connections_whole(
+    moto_process: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    s3 = aws("s3", moto_process)
+    s3.create_bucket(Bucket="kept-alive")
+    body = os.urandom(3 * 1024 * 1024)  # botocore sends it with Expect: 100-continue
+    for n in range(3):
+        s3.put_object(Bucket="kept-alive", Key=f"o{n}", Body=body)
+    for n in range(3):
+        assert s3.get_object(Bucket="kept-alive", Key=f"o{n}")["Body"].read() == body
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="kept-alive")["Contents"]) == ["o0", "o1", "o2"]
 
 
 def test_sigterm_twice_stops_it_at_once(moto_process: tuple[subprocess.Popen[bytes], str]) -> None:

@@ -93,3 +93,106 @@ def test_binary_values_come_out_decoded_and_numbers_of_numeric_shapes_as_numbers
     assert got["ExclusiveStartKey"]["sk"] == {"B": b"\x00\xffbinary"}
     assert got["ExpressionAttributeValues"][":b"] == {"B": b"\x00\xffbinary"}
     assert got["Limit"] == 25 and got["ExpressionAttributeValues"][":pk"] == {"S": "TASK#1"}
+
+
+def _query_table(client: Any) -> None:
+    """A table shaped as outcall's (pk/sk, a GSI on gsi1pk/gsi1sk) and a numeric-keyed index, with
+    items in several partitions, items outside the index and an index key of another type."""
+    client.create_table(
+        TableName="q",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": a, "AttributeType": t}
+            for a, t in (("pk", "S"), ("sk", "S"), ("gsi1pk", "S"), ("gsi1sk", "S"), ("num", "N"))
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "gsi1",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": "bynum",
+                "KeySchema": [{"AttributeName": "num", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+        ],
+    )
+    for i in range(120):
+        item: dict[str, Any] = {
+            "pk": {"S": f"P#{i % 4}"},
+            "sk": {"S": f"S#{(i * 7919) % 1000:04d}"},
+            "v": {"N": str(i)},
+        }
+        if i % 3:
+            item |= {"gsi1pk": {"S": f"G#{i % 2}"}, "gsi1sk": {"S": f"{(i * 31) % 97:03d}"}}
+        if i % 5 == 0:
+            item["num"] = {"N": str(i % 2)}
+        client.put_item(TableName="q", Item=item)
+
+
+QUERIES: list[dict[str, Any]] = [
+    {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "P#1"}}},
+    {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "P#9"}}},
+    {
+        "KeyConditionExpression": "pk = :p AND begins_with(sk, :s)",
+        "ExpressionAttributeValues": {":p": {"S": "P#2"}, ":s": {"S": "S#0"}},
+        "ScanIndexForward": False,
+        "Limit": 4,
+    },
+    {"IndexName": "gsi1", "KeyConditionExpression": "gsi1pk = :g", "ExpressionAttributeValues": {":g": {"S": "G#1"}}},
+    {
+        "IndexName": "gsi1",
+        "KeyConditionExpression": "gsi1pk = :g AND gsi1sk BETWEEN :a AND :b",
+        "FilterExpression": "v > :v",
+        "ExpressionAttributeValues": {":g": {"S": "G#0"}, ":a": {"S": "010"}, ":b": {"S": "060"}, ":v": {"N": "20"}},
+        "Limit": 7,
+    },
+    {"IndexName": "gsi1", "KeyConditionExpression": "gsi1pk = :g", "ExpressionAttributeValues": {":g": {"S": "P#1"}}},
+    {"IndexName": "bynum", "KeyConditionExpression": "num = :n", "ExpressionAttributeValues": {":n": {"N": "1"}}},
+    {
+        "IndexName": "gsi1",
+        "KeyConditionExpression": "gsi1pk = :g",
+        "ExpressionAttributeValues": {":g": {"S": "G#1"}},
+        "Select": "COUNT",
+    },
+]
+
+
+def _every_page(client: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
+    pages, start = [], None
+    while True:
+        page = client.query(TableName="q", **query, **({"ExclusiveStartKey": start} if start else {}))
+        page.pop("ResponseMetadata", None)
+        pages.append(page)
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
+def test_queries_from_their_candidates_answer_as_motos_whole_table_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.models.table import Table
+
+    from local.moto_speed import query_only_candidates
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        _query_table(client)
+        limited = [q | {"Limit": q.get("Limit", 5)} for q in QUERIES]  # every query paged as well
+        expected = [_every_page(client, q) for q in QUERIES + limited]
+        whole = Table.all_items
+        monkeypatch.setattr(Table, "all_items", Table.all_items)  # undone after the test
+        monkeypatch.setattr(Table, "query", Table.query)
+        query_only_candidates()
+        assert Table.all_items is not whole
+        got = [_every_page(client, q) for q in QUERIES + limited]
+        scanned = client.scan(TableName="q")["Items"]  # a scan keeps the whole table, sorted
+    assert got == expected
+    assert sum(len(p.get("Items", [])) for p in expected[0]) == 30 and len(expected[3 + len(QUERIES)]) > 1
+    assert len(scanned) == 120
