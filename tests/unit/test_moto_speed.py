@@ -1,13 +1,19 @@
 """local.moto_speed's DynamoDB request parser answers as moto's own (moto/core/parse.py JSONParser):
 the same conversions on requests holding every kind of attribute value, nested and recursive,
-with the members moto drops (unknown, null) dropped. moto itself is not patched here: the
+with the members moto drops (unknown, null) dropped; its response serializer writes what moto's
+JSONSerializer writes; its queries find what moto's whole-table queries find. moto itself is not patched here: the
 compiled functions are compared with a stock parser side by side."""
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
+from datetime import UTC, datetime
+from enum import Enum
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import pytest
 from moto.core.parse import JSONParser
@@ -196,3 +202,102 @@ def test_queries_from_their_candidates_answer_as_motos_whole_table_query(monkeyp
     assert got == expected
     assert sum(len(p.get("Items", [])) for p in expected[0]) == 30 and len(expected[3 + len(QUERIES)]) > 1
     assert len(scanned) == 120
+
+
+class Status(Enum):
+    ACTIVE = "ACTIVE"
+
+
+HAND_MADE: dict[str, dict[str, Any]] = {  # what moto's results could hold besides plain dicts
+    "DescribeTable": {
+        "Table": {
+            "TableName": "t",
+            "TableStatus": Status.ACTIVE,  # an Enum: its value
+            "CreationDateTime": datetime(2026, 12, 3, 8, 30, tzinfo=UTC),  # a timestamp: moto's own
+            "ItemCount": "7",  # a long given as a string
+            "TableSizeBytes": None,  # left out
+            "ProvisionedThroughput": SimpleNamespace(ReadCapacityUnits=0, WriteCapacityUnits=0),  # an object
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, None],
+            "Unknown": "not in the model",
+        }
+    },
+    "GetItem": {"Item": {"b": {"B": b"\x00\xff"}, "n": {"N": 5}, "e": {"M": {}}}, "ConsumedCapacity": None},
+    "Query": {"Items": [], "Count": 0, "ScannedCount": 0},
+    "ListTables": {},
+}
+
+
+def _captured_results() -> list[tuple[str, Any]]:
+    """(operation, result) as moto hands them to its serializer, over a session of real requests."""
+    import boto3
+    from moto import mock_aws
+    from moto.core.serialize import JSONSerializer
+
+    seen: list[tuple[str, Any]] = []
+    original = JSONSerializer._serialize_result
+
+    def capture(self: Any, resp: Any, result: Any) -> Any:
+        seen.append((self.operation_model.name, copy.deepcopy(result)))
+        return original(self, resp, result)
+
+    with mock.patch.object(JSONSerializer, "_serialize_result", capture), mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        _query_table(client)
+        raw = EVERY_KIND | {"b": {"B": b"\x00\xffbinary"}, "bs": {"BS": [b"one"]}}
+        client.put_item(TableName="q", Item={"pk": {"S": "P#1"}, "sk": {"S": "kinds"}, **raw})
+        client.get_item(TableName="q", Key={"pk": {"S": "P#1"}, "sk": {"S": "kinds"}}, ReturnConsumedCapacity="TOTAL")
+        for query in QUERIES:
+            client.query(TableName="q", **(query | {"Limit": 3}))
+        client.scan(TableName="q", Limit=10)
+        client.batch_get_item(RequestItems={"q": {"Keys": [{"pk": {"S": "P#1"}, "sk": {"S": "kinds"}}]}})
+        client.batch_write_item(RequestItems={"q": [{"PutRequest": {"Item": {"pk": {"S": "x"}, "sk": {"S": "y"}}}}]})
+        client.update_item(
+            TableName="q",
+            Key={"pk": {"S": "P#1"}, "sk": {"S": "kinds"}},
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"L": [{"N": "1"}, {"NULL": True}]}},
+            ReturnValues="ALL_NEW",
+        )
+        client.transact_get_items(
+            TransactItems=[{"Get": {"TableName": "q", "Key": {"pk": {"S": "P#1"}, "sk": {"S": "kinds"}}}}]
+        )
+        client.describe_table(TableName="q")
+        client.list_tables()
+        client.update_time_to_live(
+            TableName="q", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+        )
+        client.describe_time_to_live(TableName="q")
+    return seen
+
+
+def test_the_compiled_serializer_answers_as_motos_serializer_does() -> None:
+    from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+
+    from local.moto_speed import compile_emit
+
+    results = _captured_results() + list(HAND_MADE.items())
+    operations = {name for name, _ in results}
+    assert {"Query", "GetItem", "DescribeTable", "BatchGetItem", "TransactGetItems", "UpdateItem"} <= operations
+    model = get_service_model("dynamodb")
+    for name, result in results:
+        operation = model.operation_model(name)
+        expected = JSONSerializer(operation, value_picker=XFormedAttributePicker()).serialize(copy.deepcopy(result))
+        serializer = JSONSerializer(operation, value_picker=XFormedAttributePicker())
+        got = compile_emit(operation.output_shape, {})(serializer, copy.deepcopy(result))
+        assert json.dumps(got) == expected["body"], name  # the same members, values and order
+
+
+def test_the_serializer_is_patched_for_dynamodb_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+
+    from local.moto_speed import serialize_dynamodb_once
+
+    monkeypatch.setattr(JSONSerializer, "_serialize_result", JSONSerializer._serialize_result)  # undone after
+    serialize_dynamodb_once()
+    get_item = get_service_model("dynamodb").operation_model("GetItem")
+    answer = JSONSerializer(get_item, value_picker=XFormedAttributePicker()).serialize(HAND_MADE["GetItem"])
+    assert json.loads(answer["body"]) == {"Item": {"b": {"B": "AP8="}, "n": {"N": "5"}, "e": {"M": {}}}}
+    assert answer["headers"]["Content-Type"] == "application/x-amz-json-1.0"
+    transformed = XFormedAttributePicker(response_transformers={"Item": lambda value: None})
+    answer = JSONSerializer(get_item, value_picker=transformed).serialize(HAND_MADE["GetItem"])
+    assert json.loads(answer["body"]) == {}  # moto's own path: its transformers apply
