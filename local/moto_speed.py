@@ -60,9 +60,9 @@ import functools
 import inspect
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 _PATCHED = "_outcall_speed"
 ITEM_SIZE_LIMIT = 405_000  # moto's LimitedSizeDict: "the actual limit is between 409 and 410KB"
@@ -155,6 +155,7 @@ def query_only_candidates() -> None:
 
 
 Convert = Callable[[Any], Any]
+F = TypeVar("F")
 
 
 def _same(value: Any) -> Any:
@@ -223,18 +224,25 @@ def compile_shape(shape: Any, done: dict[str, Convert]) -> Convert:
     of integer and float shapes converted, members unknown or null dropped, documents kept. `done`
     holds those already made, by shape name (the model's shapes are named, and recursive:
     AttributeValue holds maps of AttributeValue)."""
+    containers = {"structure": _structure, "list": _list, "map": _map}
+    return _made_once(
+        shape, done, containers, lambda leaf: _same if leaf.type_name == "structure" else _scalar(leaf.type_name)
+    )
+
+
+def _made_once(
+    shape: Any, done: dict[str, F], containers: Mapping[str, Callable[[Any, dict[str, F]], F]], leaf: Callable[[Any], F]
+) -> F:
+    """The function of `shape`: from `done`, else made by the maker of its kind (structures that
+    are not documents, lists, maps) or by `leaf`, and kept in `done`."""
     if shape.name in done:
         return done[shape.name]
     kind = shape.type_name
-    if kind == "structure" and not shape.is_document_type:
-        return _structure(shape, done)
-    if kind == "list":
-        return _list(shape, done)
-    if kind == "map":
-        return _map(shape, done)
-    convert = _same if kind == "structure" else _scalar(kind)
-    done[shape.name] = convert
-    return convert
+    maker = None if kind == "structure" and shape.is_document_type else containers.get(kind)
+    if maker is not None:
+        return maker(shape, done)
+    made = done[shape.name] = leaf(shape)
+    return made
 
 
 def parse_dynamodb_json_once() -> None:
@@ -376,32 +384,25 @@ def compile_emit(shape: Any, done: dict[str, Emit]) -> Emit:
     the keys the picker would try, members that are None are left out, strings, blobs and numbers
     converted as moto converts them; values that are not dicts, timestamps and documents go to moto's
     own methods or as they are, as moto does. `done` holds those already made, by shape name."""
+    containers = {"structure": _emit_structure, "list": _emit_list, "map": _emit_map}
+    return _made_once(shape, done, containers, _emit_leaf)
+
+
+def _emit_leaf(shape: Any) -> Emit:
     from moto.core.serialize import JSONSerializer
 
-    if shape.name in done:
-        return done[shape.name]
     kind = shape.type_name
-    if kind == "structure" and not shape.is_document_type:
-        return _emit_structure(shape, done)
-    if kind == "list":
-        return _emit_list(shape, done)
-    if kind == "map":
-        return _emit_map(shape, done)
-    emit: Emit
     if kind == "structure" or not hasattr(JSONSerializer, f"_serialize_type_{kind}"):
-        emit = _emit_as_is  # documents, booleans: moto's _default_serialize
-    elif kind == "string":
-        emit = _emit_string
-    elif kind == "blob":
-        emit = _emit_blob
-    elif kind in ("integer", "long"):
-        emit = lambda serializer, value: int(value)  # noqa: E731
-    elif kind in ("float", "double"):
-        emit = lambda serializer, value: float(value)  # noqa: E731
-    else:
-        emit = _emit_by_moto(shape)
-    done[shape.name] = emit
-    return emit
+        return _emit_as_is  # documents, booleans: moto's _default_serialize
+    if kind == "string":
+        return _emit_string
+    if kind == "blob":
+        return _emit_blob
+    if kind in ("integer", "long"):
+        return lambda serializer, value: int(value)
+    if kind in ("float", "double"):
+        return lambda serializer, value: float(value)
+    return _emit_by_moto(shape)
 
 
 def serialize_dynamodb_once() -> None:
