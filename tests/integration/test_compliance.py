@@ -240,6 +240,42 @@ def test_listed_numbers_are_refused_at_import_with_reason_dnc(store: Store) -> N
     assert store.get_contact(task.task_id, CN[1]) is None and store.get_contact(task.task_id, CN[0]) is not None
 
 
+def test_numbers_are_looked_up_only_on_lists_that_have_held_an_entry(store: Store) -> None:
+    asked: list[list[str]] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        asked.append([key["sk"]["S"] for request in params["RequestItems"].values() for key in request["Keys"]])
+
+    store.wire.meta.events.register("provide-client-params.dynamodb.BatchGetItem", count)
+    try:
+        assert store.listed_numbers(CN, "tsk_quiet", utcnow()) == {}
+        assert asked == [["DNCLIST", "DNCLIST"]]  # the two lists' markers, no number
+        store.put_dnc("TASK#tsk_quiet", [{"e164": CN[3], "source": "api", "createdAt": "x"}])
+        asked.clear()
+        listed = store.listed_numbers(CN, "tsk_quiet", utcnow())
+        assert set(listed) == {CN[3]} and listed[CN[3]]["scope"] == "task"
+        looked_up = [sk for request in asked[1:] for sk in request]
+        assert sorted(looked_up) == sorted(f"NUMBER#{n}" for n in CN)  # the task's list alone
+        assert store.listed_numbers(CN, "tsk_other", utcnow()) == {}  # another task's list is its own
+        store.delete_dnc("TASK#tsk_quiet", CN[3])
+        assert store.listed_numbers(CN, "tsk_quiet", utcnow()) == {}  # emptied: looked up, found none
+    finally:
+        store.wire.meta.events.unregister("provide-client-params.dynamodb.BatchGetItem", count)
+
+
+def test_a_lists_marker_is_written_before_its_first_entry(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken(Exception):
+        pass
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise Broken
+
+    monkeypatch.setattr(store.table, "batch_writer", fail)  # the entries never get written
+    with pytest.raises(Broken):
+        store.put_dnc("ACCOUNT", [{"e164": CN[1], "source": "api", "createdAt": "x"}])
+    assert store.table.get_item(Key={"pk": "DNCLIST#ACCOUNT", "sk": "DNCLIST"}).get("Item")
+
+
 # ---------------------------------------------------------------- at release
 
 

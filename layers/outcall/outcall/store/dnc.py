@@ -7,6 +7,13 @@ also ignores an entry whose `expiresAt` has passed). A list is one partition: `G
 it, checking numbers is a BatchGetItem (consistent) of their keys on both lists. An entry listed by an
 upload also holds the `importId` of that upload.
 
+A list that has ever held an entry has a marker, `DNCLIST#<list>` / `DNCLIST`, put before its first
+entry and never removed: checking numbers reads the markers of the lists first and asks for the
+numbers' keys only on lists that have one. Most tasks have no list of their own and many accounts
+none either, and an import checks every accepted row: without the markers that was two keys read per
+row whatever the lists held. An entry is never visible before its list's marker, so a number on a
+list is always looked up.
+
 A do-not-call upload (outcall.dnc_uploads) is `DNCIMPORT#<importId>` / `DNCIMPORT`: the list it fills
 (`list`), its file, status and counts, `rowsDone` (the last row whose outcome is stored and counted) and,
 while it runs, `runId` (the Lambda request id: its retries have the same) and `leaseUntil` (epoch
@@ -33,6 +40,11 @@ def dnc_pk(list_id: str) -> str:
     return f"DNC#{list_id}"
 
 
+def dnc_list_key(list_id: str) -> dict[str, str]:
+    """The marker of a list that has held an entry (see the module docstring)."""
+    return {"pk": f"DNCLIST#{list_id}", "sk": "DNCLIST"}
+
+
 def task_list(task_id: str) -> str:
     return f"TASK#{task_id}"
 
@@ -48,6 +60,8 @@ class DncItems(StoreBase):
     def put_dnc(self, list_id: str, entries: Sequence[Mapping[str, Any]]) -> None:
         """Put entries (camelCase, `e164` required) on a list; an entry already there is replaced."""
         pk = dnc_pk(list_id)
+        if entries:  # the marker first: a reader that finds no marker may take the list as empty
+            self.table.put_item(Item={**dnc_list_key(list_id), "type": "dnc-list", "list": list_id})
         with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
             for entry in entries:
                 item = {**_dynamo(dict(entry)), "pk": pk, "sk": f"NUMBER#{entry['e164']}", "type": "dnc"}
@@ -85,6 +99,10 @@ class DncItems(StoreBase):
         return {view["e164"]: view for view in self._live_entries([list_id], numbers, now)}
 
     def _live_entries(self, lists: Sequence[str], numbers: Sequence[str], now: datetime) -> Iterator[dict[str, Any]]:
+        if not numbers:
+            return
+        marked = {str(item["list"]) for item in self._batch_get([dnc_list_key(lst) for lst in lists])}
+        lists = [lst for lst in lists if lst in marked]
         keys = [{"pk": dnc_pk(lst), "sk": f"NUMBER#{n}"} for n in dict.fromkeys(numbers) for lst in lists]
         for item in self._batch_get(keys):
             if _live(item, now):
