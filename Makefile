@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # pytest-xdist: tests in TEST_WORKERS processes, each file in one (its module's local stack started once);
-# make test took 1,517 s in one process on 2 cores and 688 s in two (TEST_WORKERS=0: one process)
+# make test took 1,517 s in one process on 2 cores and 608-688 s in two (TEST_WORKERS=0: one process)
 TEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 

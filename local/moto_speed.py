@@ -245,14 +245,32 @@ def _made_once(
     return made
 
 
+class _PerShape:
+    """Functions made once per shape name by `make(shape, done)`, shared by every thread: a shape and
+    the shapes it holds are made aside and published whole, so no thread sees one half made."""
+
+    def __init__(self, make: Callable[[Any, dict[str, Any]], Any]) -> None:
+        self._make = make
+        self._made: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, shape: Any) -> Any:
+        made = self._made.get(shape.name)
+        if made is None:
+            with self._lock:
+                aside = dict(self._made)
+                made = self._make(shape, aside)
+                self._made.update(aside)
+        return made
+
+
 def parse_dynamodb_json_once() -> None:
     """DynamoDB requests are parsed by functions made once per shape (compile_shape); other services and
     parsers given other blob, timestamp or map types keep moto's parser."""
     from moto.core.parse import JSONParser, default_blob_parser, default_timestamp_parser
 
     original = JSONParser._parse_json_body
-    compiled: dict[str, Convert] = {}
-    lock = threading.Lock()
+    compiled = _PerShape(compile_shape)
 
     def _parse_json_body(self: Any, raw_body: Any, shape: Any) -> Any:
         if (
@@ -262,13 +280,7 @@ def parse_dynamodb_json_once() -> None:
             or self.MAP_TYPE is not dict
         ):
             return original(self, raw_body, shape)
-        convert = compiled.get(shape.name)
-        if convert is None:
-            with lock:  # made aside and published whole: no request sees a shape half made
-                made = dict(compiled)
-                convert = compile_shape(shape, made)
-                compiled.update(made)
-        return convert(self._parse_body_as_json(raw_body))
+        return compiled(shape)(self._parse_body_as_json(raw_body))
 
     JSONParser._parse_json_body = _parse_json_body  # type: ignore[method-assign]
 
@@ -412,8 +424,7 @@ def serialize_dynamodb_once() -> None:
     from moto.core.serialize import JSONSerializer, XFormedAttributePicker
 
     original = JSONSerializer._serialize_result
-    compiled: dict[str, Emit] = {}
-    lock = threading.Lock()
+    compiled = _PerShape(compile_emit)
 
     def _serialize_result(self: Any, resp: Any, result: Any) -> Any:
         shape = self.operation_model.output_shape
@@ -428,13 +439,7 @@ def serialize_dynamodb_once() -> None:
             or type(result) is not dict
         ):
             return original(self, resp, result)
-        emit = compiled.get(shape.name)
-        if emit is None:
-            with lock:  # made aside and published whole: no response sees a shape half made
-                made = dict(compiled)
-                emit = compile_emit(shape, made)
-                compiled.update(made)
-        serialized = emit(self, result)
+        serialized = compiled(shape)(self, result)
         return self._serialized_result_to_response(resp, result, shape, {} if serialized is SKIP else serialized)
 
     JSONSerializer._serialize_result = _serialize_result  # type: ignore[method-assign]
@@ -486,6 +491,7 @@ def keep_alive_handler() -> type:
             try:
                 super().run_wsgi()
             finally:
+                self._body_read = False  # the next request's own errors (a bad request line) close as usual
                 if isinstance(self.rfile, _Drained):
                     self.rfile = self.rfile.stream
 

@@ -305,6 +305,27 @@ def test_requests_with_bodies_share_one_connection(ddb: Any, moto_process: tuple
         conn.close()
 
 
+def test_a_bad_request_after_a_kept_one_is_answered_and_closed(
+    ddb: Any, moto_process: tuple[subprocess.Popen[bytes], str]
+) -> None:
+    port = int(moto_process[1].rsplit(":", 1)[1])
+    body = b'{"Limit": 1}'
+    head = "".join(f"{k}: {v}\r\n" for k, v in LIST_TABLES.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST / HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        answer = sock.makefile("rb")
+        assert answer.readline().startswith(b"HTTP/1.1 200")
+        headers = {}
+        while (line := answer.readline()) != b"\r\n":
+            name, _, value = line.decode().partition(":")
+            headers[name.lower()] = value.strip()
+        assert TABLE in json.loads(answer.read(int(headers["content-length"])))["TableNames"]
+        assert headers.get("connection", "").lower() != "close"
+        sock.sendall(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n")  # refused before werkzeug
+        rest = answer.read()  # to the end: the server closes this connection
+    assert rest.startswith(b"HTTP/1.1 431") and b"Connection: close" in rest
+
+
 def test_a_chunked_body_is_read_and_its_connection_closed(
     ddb: Any,
     moto_process: tuple[subprocess.Popen[bytes], str],

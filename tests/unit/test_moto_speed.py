@@ -290,14 +290,21 @@ def test_the_compiled_serializer_answers_as_motos_serializer_does() -> None:
 def test_the_serializer_is_patched_for_dynamodb_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.core.serialize import JSONSerializer, XFormedAttributePicker
 
-    from local.moto_speed import serialize_dynamodb_once
+    from local import moto_speed
 
     monkeypatch.setattr(JSONSerializer, "_serialize_result", JSONSerializer._serialize_result)  # undone after
-    serialize_dynamodb_once()
-    get_item = get_service_model("dynamodb").operation_model("GetItem")
-    answer = JSONSerializer(get_item, value_picker=XFormedAttributePicker()).serialize(HAND_MADE["GetItem"])
-    assert json.loads(answer["body"]) == {"Item": {"b": {"B": "AP8="}, "n": {"N": "5"}, "e": {"M": {}}}}
-    assert answer["headers"]["Content-Type"] == "application/x-amz-json-1.0"
-    transformed = XFormedAttributePicker(response_transformers={"Item": lambda value: None})
-    answer = JSONSerializer(get_item, value_picker=transformed).serialize(HAND_MADE["GetItem"])
-    assert json.loads(answer["body"]) == {}  # moto's own path: its transformers apply
+    moto_speed.serialize_dynamodb_once()
+    made = mock.patch.object(moto_speed._PerShape, "__call__", autospec=True, side_effect=moto_speed._PerShape.__call__)
+    with made as compiled:
+        get_item = get_service_model("dynamodb").operation_model("GetItem")
+        answer = JSONSerializer(get_item, value_picker=XFormedAttributePicker()).serialize(HAND_MADE["GetItem"])
+        assert json.loads(answer["body"]) == {"Item": {"b": {"B": "AP8="}, "n": {"N": "5"}, "e": {"M": {}}}}
+        assert answer["headers"]["Content-Type"] == "application/x-amz-json-1.0"
+        assert compiled.call_count == 1  # written by the compiled functions
+        transformed = XFormedAttributePicker(response_transformers={"Item": lambda value: None})
+        answer = JSONSerializer(get_item, value_picker=transformed).serialize(HAND_MADE["GetItem"])
+        assert json.loads(answer["body"]) == {}  # moto's own path: its transformers apply
+        secret = get_service_model("secretsmanager").operation_model("GetSecretValue")
+        answer = JSONSerializer(secret, value_picker=XFormedAttributePicker()).serialize({"Name": "s", "ARN": "a"})
+        assert json.loads(answer["body"]) == {"ARN": "a", "Name": "s"}
+        assert compiled.call_count == 1  # neither went through them

@@ -61,7 +61,7 @@ class DncItems(StoreBase):
         """Put entries (camelCase, `e164` required) on a list; an entry already there is replaced."""
         pk = dnc_pk(list_id)
         if entries:  # the marker first: a reader that finds no marker may take the list as empty
-            self.table.put_item(Item={**dnc_list_key(list_id), "type": "dnc-list", "list": list_id})
+            self.table.put_item(Item={**dnc_list_key(list_id), "type": "dnc-list"})
         with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
             for entry in entries:
                 item = {**_dynamo(dict(entry)), "pk": pk, "sk": f"NUMBER#{entry['e164']}", "type": "dnc"}
@@ -101,8 +101,8 @@ class DncItems(StoreBase):
     def _live_entries(self, lists: Sequence[str], numbers: Sequence[str], now: datetime) -> Iterator[dict[str, Any]]:
         if not numbers:
             return
-        marked = {str(item["list"]) for item in self._batch_get([dnc_list_key(lst) for lst in lists])}
-        lists = [lst for lst in lists if lst in marked]
+        marked = {str(item["pk"]) for item in self._batch_get([dnc_list_key(lst) for lst in lists])}
+        lists = [lst for lst in lists if dnc_list_key(lst)["pk"] in marked]
         keys = [{"pk": dnc_pk(lst), "sk": f"NUMBER#{n}"} for n in dict.fromkeys(numbers) for lst in lists]
         for item in self._batch_get(keys):
             if _live(item, now):
