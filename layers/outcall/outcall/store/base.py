@@ -61,11 +61,14 @@ R = TypeVar("R")
 
 
 def _parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """work(item) for each item, WRITE_THREADS at a time; the answers in order."""
+    """work(item) for each item, WRITE_THREADS at a time; the answers in order. Every item is worked
+    before the first failure is raised: `pool.map` would cancel the items not yet started, so what a
+    call wrote would depend on thread timing (a throttled batch would drop the batches beside it)."""
     if len(items) <= 1:
         return [work(i) for i in items]
     with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(items))) as pool:
-        return list(pool.map(work, items))
+        futures = [pool.submit(work, item) for item in items]
+    return [future.result() for future in futures]  # all done: the pool's exit waited for them
 
 
 class BatchUnprocessed(RuntimeError):
