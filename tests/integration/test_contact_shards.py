@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from outcall.models import ContactState
 from outcall.store import Store, utcnow
-from outcall.store.contacts import CONTACT_SHARDS, contact_key
+from outcall.store.contacts import CONTACT_SHARDS, contact_key, contact_shard, writer_key
 
 NUMBERS = [f"+8613{900000000 + i * 7919:09d}" for i in range(300)]
+# numbers of one shard: a call of these is one read and one write batch per 100 and 25 of them
+ONE_SHARD = [n for n in (f"+8613{700000000 + i * 7919:09d}" for i in range(2000)) if contact_shard(n) == 3][:40]
 
 
 @pytest.fixture
@@ -160,7 +162,9 @@ def test_accepted_rows_cost_one_batched_write_each(store: Store) -> None:
             client.meta.events.unregister("provide-client-params.dynamodb", count)
     assert items["written"] == len(NUMBERS)  # one write per accepted row
     assert calls["BatchWriteItem"] <= len(NUMBERS) // 25 + 16
-    assert calls["PutItem"] == 1 and calls["DeleteItem"] == 1  # the writer's lease, taken and dropped once
+    shards = len({contact_shard(n) for n in NUMBERS})
+    assert shards == CONTACT_SHARDS
+    assert calls["PutItem"] == shards and calls["DeleteItem"] == shards  # each shard's lease taken and dropped once
 
 
 def test_a_writer_waits_for_a_live_lease_and_takes_an_expired_one(
@@ -169,15 +173,66 @@ def test_a_writer_waits_for_a_live_lease_and_takes_an_expired_one(
     from outcall.store import contacts as module
 
     monkeypatch.setattr(module, "WRITER_WAIT_SECONDS", 0.3)
+    key = writer_key("tsk_lease", contact_shard(NUMBERS[0]))
     live = (utcnow() + timedelta(seconds=60)).isoformat()
-    store.table.put_item(Item={"pk": "TASK#tsk_lease", "sk": "WRITER", "owner": "other", "leaseUntil": live})
+    store.table.put_item(Item={**key, "owner": "other", "leaseUntil": live})
     with pytest.raises(module.ContactsBusy):
         store.claim_contacts("tsk_lease", [{"e164": NUMBERS[0], "row": 1}])
     assert store.get_contact("tsk_lease", NUMBERS[0]) is None  # nothing written without the lease
+    assert store.table.get_item(Key=key)["Item"]["owner"] == "other"  # the live lease is left alone
     dead = (utcnow() - timedelta(seconds=1)).isoformat()
-    store.table.put_item(Item={"pk": "TASK#tsk_lease", "sk": "WRITER", "owner": "other", "leaseUntil": dead})
+    store.table.put_item(Item={**key, "owner": "other", "leaseUntil": dead})
     assert store.claim_contacts("tsk_lease", [{"e164": NUMBERS[0], "row": 1}])[0].claimed
-    assert "Item" not in store.table.get_item(Key={"pk": "TASK#tsk_lease", "sk": "WRITER"})  # dropped after
+    assert "Item" not in store.table.get_item(Key=key)  # dropped after
+
+
+def test_a_held_shard_holds_up_only_its_own_numbers(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from outcall.store import contacts as module
+
+    monkeypatch.setattr(module, "WRITER_WAIT_SECONDS", 5.0)
+    held = contact_shard(NUMBERS[0])
+    key = writer_key("tsk_side", held)
+    store.table.put_item(Item={**key, "owner": "other", "leaseUntil": (utcnow() + timedelta(seconds=60)).isoformat()})
+    answer: list[Any] = []
+    writer = threading.Thread(
+        target=lambda: answer.extend(
+            store.claim_contacts("tsk_side", [{"e164": n, "row": i} for i, n in enumerate(NUMBERS)])
+        )
+    )
+    writer.start()
+    others = [n for n in NUMBERS if contact_shard(n) != held]
+    waited = time.monotonic() + 5
+    while len(list(store.iter_contacts("tsk_side"))) < len(others) and time.monotonic() < waited:
+        time.sleep(0.05)
+    stored = {c["e164"] for c in store.iter_contacts("tsk_side")}
+    assert stored == set(others)  # the other 15 shards are written while one is held by someone else
+    assert writer.is_alive()  # still waiting for the held shard
+    store.table.delete_item(Key=key)  # the other writer is done
+    writer.join(timeout=5)
+    assert not writer.is_alive()
+    assert [c.e164 for c in answer] == NUMBERS and all(c.claimed for c in answer)  # one claim each, in order
+    assert {c["e164"] for c in store.iter_contacts("tsk_side")} == set(NUMBERS)
+
+
+def test_a_writer_that_waits_too_long_keeps_what_it_wrote(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outcall.store import contacts as module
+
+    monkeypatch.setattr(module, "WRITER_WAIT_SECONDS", 0.3)
+    held = contact_shard(NUMBERS[0])
+    live = (utcnow() + timedelta(seconds=60)).isoformat()
+    store.table.put_item(Item={**writer_key("tsk_busy", held), "owner": "other", "leaseUntil": live})
+    contacts = [{"e164": n, "row": i} for i, n in enumerate(NUMBERS)]
+    with pytest.raises(module.ContactsBusy):
+        store.claim_contacts("tsk_busy", contacts)
+    others = {n for n in NUMBERS if contact_shard(n) != held}
+    assert {c["e164"] for c in store.iter_contacts("tsk_busy")} == others
+    store.table.delete_item(Key=writer_key("tsk_busy", held))
+    again = store.claim_contacts("tsk_busy", contacts)  # the message's next delivery
+    assert {c.e164 for c in again if c.claimed} == set(NUMBERS) - others
+    assert all(c.claimed or c.previous["row"] == row for row, c in enumerate(again))  # type: ignore[index]
 
 
 class Throttling:
@@ -223,11 +278,11 @@ def test_what_dynamodb_leaves_unprocessed_is_sent_again_until_it_is_done(
 ) -> None:
     throttling = Throttling(store.wire, times=3, ops=(op,))
     store._wire = throttling
-    put(store, "tsk_throttled", NUMBERS[:20])  # 20 numbers: one read and one write batch
+    put(store, "tsk_throttled", ONE_SHARD[:20])  # 20 numbers of one shard: one read and one write batch
     asked = [size for o, size in throttling.asked if o == op]
     assert asked == [20, 19, 18, 17]  # all but one left unprocessed three times, then the rest at once
     contacts = list(store.iter_contacts("tsk_throttled"))
-    assert sorted(c["e164"] for c in contacts) == sorted(NUMBERS[:20])
+    assert sorted(c["e164"] for c in contacts) == sorted(ONE_SHARD[:20])
     assert {c["row"] for c in contacts} == set(range(20))
 
 
@@ -239,13 +294,13 @@ def test_a_batch_left_unprocessed_every_time_fails_and_the_next_delivery_writes_
     throttling = Throttling(store.wire, times=10**6, ops=("write",))
     store._wire = throttling
     with pytest.raises(BatchUnprocessed):
-        store.claim_contacts("tsk_stuck", [{"e164": n, "row": i} for i, n in enumerate(NUMBERS[:30])])
+        store.claim_contacts("tsk_stuck", [{"e164": n, "row": i} for i, n in enumerate(ONE_SHARD[:30])])
     writes = [size for o, size in throttling.asked if o == "write"]
     # the batch of 25 asked BATCH_TRIES times and gave up; the batch of 5 (side by side) got through
     assert sorted(writes) == [1, 2, 3, 4, 5, *range(25 - BATCH_TRIES + 1, 26)]
     assert len(list(store.iter_contacts("tsk_stuck"))) == BATCH_TRIES + 5  # what was written stays
     store._wire = throttling.client  # DynamoDB has room again: the message's next delivery writes the rest
-    claims = store.claim_contacts("tsk_stuck", [{"e164": n, "row": i} for i, n in enumerate(NUMBERS[:30])])
+    claims = store.claim_contacts("tsk_stuck", [{"e164": n, "row": i} for i, n in enumerate(ONE_SHARD[:30])])
     assert sum(c.claimed for c in claims) == 30 - BATCH_TRIES - 5
     assert all(c.claimed or c.previous["row"] == row for row, c in enumerate(claims))  # type: ignore[index]
-    assert sorted(c["e164"] for c in store.iter_contacts("tsk_stuck")) == sorted(NUMBERS[:30])
+    assert sorted(c["e164"] for c in store.iter_contacts("tsk_stuck")) == sorted(ONE_SHARD[:30])

@@ -3,7 +3,7 @@ until the task runs and the dispatcher (dispatch.py) releases them.
 
 `add_rows` is the one path by which rows become contacts, for a JSON request and for a chunk of an
 uploaded file alike: every accepted row claims its number with one write (store.claim_contacts: one
-writer per task at a time reads which numbers the task holds and batch-writes the others). A number
+writer per shard of the task at a time reads which numbers the shard holds and batch-writes the others). A number
 the task already holds makes the row a duplicate (`already_in_task`); a number whose earlier contact
 was skipped (the provider refused it) is taken over; a row this very import claimed before (a chunk
 delivered again after a crash) is still this import's and is not a duplicate. The counts are added

@@ -1,10 +1,12 @@
 """Contact items of a task, and the number counters that keep tasks and accounts under their limits.
 
 A contact is `CONTACTS#<taskId>#<shard>` / `CONTACT#<e164>`: the shard (0..CONTACT_SHARDS-1) is a hash of
-the number, so a number has exactly one key in a task and a task holds it once, decided by DynamoDB (a
-conditional put), never by a read followed by a write. The contacts of a task live in their own partitions,
-not in `TASK#<taskId>` (whose Query stays small), spread over CONTACT_SHARDS keys so that a large import is
-not held to one partition key's 1,000 writes per second.
+the number, so a number has exactly one key in a task. A task holds it once: whoever creates contacts in a
+shard holds that shard's writer lease (`TASK#<taskId>` / `WRITER#<shard>`, a conditional put), so the read
+of which numbers the shard holds and the batch write of the others see no other creator in between. The
+contacts of a task live in their own partitions, not in `TASK#<taskId>` (whose Query stays small), spread
+over CONTACT_SHARDS keys so that a large import is not held to one partition key's 1,000 writes per
+second, and written by as many writers side by side.
 
 Numbers in use: the task's counts item holds `numbersUsed` and the provider's `PROVIDER#<p>` /
 `NUMBERS` item holds `numbers`. An import reserves room for the rows it is about to add with a
@@ -18,7 +20,6 @@ import hashlib
 import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -45,6 +46,7 @@ CONTACT_SHARDS: Final = 16
 WRITER_LEASE_SECONDS: Final = 60  # a writer that died frees the task's contacts after this
 WRITER_WAIT_SECONDS: Final = 15.0  # how long a writer waits for another (an HTTP request has 30 s)
 WRITER_HOLD_CONTACTS: Final = 500  # contacts written per hold of the lease: a waiting writer's turn comes soon
+WRITER_POLL_SECONDS: Final = 0.05  # a writer that found none of its shards free tries again after this
 
 
 class ContactsBusy(Conflict):
@@ -81,6 +83,23 @@ def contacts_pk(task_id: str, shard: int) -> str:
 
 def contact_key(task_id: str, e164: str) -> dict[str, str]:
     return {"pk": contacts_pk(task_id, contact_shard(e164)), "sk": f"CONTACT#{e164}"}
+
+
+def writer_key(task_id: str, shard: int) -> dict[str, str]:
+    """The lease of whoever creates contacts in this shard of the task (store.claim_contacts)."""
+    return {"pk": f"TASK#{task_id}", "sk": f"WRITER#{shard:02d}"}
+
+
+def _turns(contacts: Sequence[Mapping[str, Any]]) -> dict[int, list[list[int]]]:
+    """The positions of the contacts by shard, cut into holds of WRITER_HOLD_CONTACTS, in call order
+    within a shard (so the first of a number given twice is the one claimed)."""
+    by_shard: dict[int, list[int]] = {}
+    for i, contact in enumerate(contacts):
+        by_shard.setdefault(contact_shard(str(contact["e164"])), []).append(i)
+    return {
+        shard: [rows[j : j + WRITER_HOLD_CONTACTS] for j in range(0, len(rows), WRITER_HOLD_CONTACTS)]
+        for shard, rows in by_shard.items()
+    }
 
 
 def shard_of_pk(pk: str) -> int:
@@ -123,90 +142,112 @@ class ContactItems(StoreBase):
         the task holds its number already; one Claim per contact, in order. A contact that was skipped
         (the provider refused it) is taken over.
 
-        One writer per task at a time (`_writer`, a lease on TASK#<taskId>/WRITER that every creator of
-        a task's contacts takes): it reads which of the numbers the task holds (BatchGetItem, strongly
-        consistent) and writes the others (BatchWriteItem, StoreBase._batch_put). Nobody else
-        creates a contact of the task meanwhile and the dispatcher only moves contacts that exist, so a
-        number is written once without a condition per item: one write unit per accepted row, a
-        twenty-fifth of the requests."""
-        claims: list[Claim] = []
-        for start in range(0, len(contacts), WRITER_HOLD_CONTACTS):  # other writers get turns between
-            claims.extend(self._claim_some(task_id, contacts[start : start + WRITER_HOLD_CONTACTS]))
-        return claims
+        One writer per shard of a task at a time (a lease on TASK#<taskId>/WRITER#<shard> that every
+        creator of the shard's contacts takes): it reads which of the shard's numbers the task holds
+        (BatchGetItem, strongly consistent) and writes the others (BatchWriteItem,
+        StoreBase._batch_put). Nobody else creates a contact in that shard meanwhile and the dispatcher
+        only moves contacts that exist, so a number is written once without a condition per item: one
+        write unit per accepted row, a twenty-fifth of the requests.
+
+        A call holds one shard at a time, for at most WRITER_HOLD_CONTACTS contacts, and never waits
+        while it holds one, so writers cannot deadlock; it takes whichever of its shards is free,
+        starting at a random one, so the chunks of an upload write side by side on different shards
+        and a JSON request gets its turn between them. A call that finds none of its shards free for
+        WRITER_WAIT_SECONDS raises ContactsBusy (what it wrote so far stays: a retry finds it)."""
+        turns = _turns(contacts)
+        claims: list[Claim | None] = [None] * len(contacts)
+        order = sorted(turns)
+        offset = secrets.randbelow(len(order)) if order else 0
+        order = order[offset:] + order[:offset]
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        while order:
+            waited = True
+            for shard in list(order):
+                owner = self._take_writer(task_id, shard)
+                if owner is None:
+                    continue
+                waited = False
+                try:
+                    rows = turns[shard].pop(0)
+                    for i, claim in zip(rows, self._claim_some(task_id, [contacts[i] for i in rows]), strict=True):
+                        claims[i] = claim
+                finally:
+                    self._drop_writer(task_id, shard, owner)
+                if not turns[shard]:
+                    order.remove(shard)
+                deadline = time.monotonic() + WRITER_WAIT_SECONDS
+            if waited:  # every shard it still needs is held by another writer
+                if time.monotonic() > deadline:
+                    raise ContactsBusy(f"another import is writing the contacts of task {task_id}; try again")
+                time.sleep(WRITER_POLL_SECONDS)
+        return [c for c in claims if c is not None]
 
     def _claim_some(self, task_id: str, contacts: Sequence[Mapping[str, Any]]) -> list[Claim]:
+        """Claim these contacts of one shard; the caller holds the shard's writer lease."""
         now = utcnow().isoformat()
-        with self._writer(task_id):
-            held = self._held(task_id, [str(c["e164"]) for c in contacts])
-            claims: list[Claim] = []
-            items: list[dict[str, Any]] = []
-            for contact in contacts:
-                e164 = str(contact["e164"])
-                previous = held.get(e164)
-                if previous is not None and previous.get("state") != ContactState.SKIPPED:
-                    claims.append(Claim(e164, False, previous))
-                    continue
-                item = _dynamo(
-                    {
-                        **dict(contact),
-                        **contact_key(task_id, e164),
-                        "type": "contact",
-                        "taskId": task_id,
-                        "state": str(ContactState.QUEUED),
-                        "attempts": 0,
-                        "outcomeCounts": {},
-                        "dueAt": now,
-                        "gsi1pk": hopper_pk(task_id, e164),
-                        "gsi1sk": hopper_sk(now, e164),
-                        "createdAt": now,
-                        "updatedAt": now,
-                    }
-                )
-                items.append({k: v for k, v in item.items() if v is not None})
-                held[e164] = _plain(items[-1])  # the same number twice in one call: the first has it
-                claims.append(Claim(e164, True, previous))
-            self._batch_put(items)
+        held = self._held(task_id, [str(c["e164"]) for c in contacts])
+        claims: list[Claim] = []
+        items: list[dict[str, Any]] = []
+        for contact in contacts:
+            e164 = str(contact["e164"])
+            previous = held.get(e164)
+            if previous is not None and previous.get("state") != ContactState.SKIPPED:
+                claims.append(Claim(e164, False, previous))
+                continue
+            item = _dynamo(
+                {
+                    **dict(contact),
+                    **contact_key(task_id, e164),
+                    "type": "contact",
+                    "taskId": task_id,
+                    "state": str(ContactState.QUEUED),
+                    "attempts": 0,
+                    "outcomeCounts": {},
+                    "dueAt": now,
+                    "gsi1pk": hopper_pk(task_id, e164),
+                    "gsi1sk": hopper_sk(now, e164),
+                    "createdAt": now,
+                    "updatedAt": now,
+                }
+            )
+            items.append({k: v for k, v in item.items() if v is not None})
+            held[e164] = _plain(items[-1])  # the same number twice in one call: the first has it
+            claims.append(Claim(e164, True, previous))
+        self._batch_put(items)
         return claims
 
-    @contextmanager
-    def _writer(self, task_id: str) -> Iterator[None]:
-        """Hold the task's contact-writer lease, waiting up to WRITER_WAIT_SECONDS for another writer
-        (an import's chunk or a JSON request); ContactsBusy when it is not free by then."""
+    def _take_writer(self, task_id: str, shard: int) -> str | None:
+        """Take the shard's contact-writer lease if it is free (or its holder died: the lease ran
+        out); the owner token to drop it with, or None when another writer holds it."""
         owner = secrets.token_hex(8)
-        key = {"pk": f"TASK#{task_id}", "sk": "WRITER"}
-        deadline = time.monotonic() + WRITER_WAIT_SECONDS
-        while True:
-            now = utcnow()
-            try:
-                self.table.put_item(
-                    Item={
-                        **key,
-                        "owner": owner,
-                        "leaseUntil": (now + timedelta(seconds=WRITER_LEASE_SECONDS)).isoformat(),
-                    },
-                    ConditionExpression="attribute_not_exists(pk) OR leaseUntil < :now",
-                    ExpressionAttributeValues={":now": now.isoformat()},
-                )
-                break
-            except ClientError as exc:
-                if not _is_conditional_failure(exc):
-                    raise
-            if time.monotonic() > deadline:
-                raise ContactsBusy(f"another import is writing the contacts of task {task_id}; try again")
-            time.sleep(0.05)
+        now = utcnow()
         try:
-            yield
-        finally:
-            try:
-                self.table.delete_item(
-                    Key=key,
-                    ConditionExpression="#owner = :me",
-                    ExpressionAttributeNames={"#owner": "owner"},
-                    ExpressionAttributeValues={":me": owner},
-                )
-            except ClientError as exc:
-                if not _is_conditional_failure(exc):  # expired and taken by the next writer: theirs now
-                    raise
+            self.table.put_item(
+                Item={
+                    **writer_key(task_id, shard),
+                    "owner": owner,
+                    "leaseUntil": (now + timedelta(seconds=WRITER_LEASE_SECONDS)).isoformat(),
+                },
+                ConditionExpression="attribute_not_exists(pk) OR leaseUntil < :now",
+                ExpressionAttributeValues={":now": now.isoformat()},
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            return None
+        return owner
+
+    def _drop_writer(self, task_id: str, shard: int, owner: str) -> None:
+        try:
+            self.table.delete_item(
+                Key=writer_key(task_id, shard),
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":me": owner},
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):  # expired and taken by the next writer: theirs now
+                raise
 
     def _held(self, task_id: str, numbers: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The task's contacts of these numbers, by number (strongly consistent)."""
