@@ -93,6 +93,22 @@ def test_the_compiled_parser_converts_as_motos_parser_does(operation: str) -> No
     assert "Unknown" not in got and "Expected" not in got
 
 
+def test_values_with_unknown_or_null_members_lose_them_as_with_motos_parser() -> None:
+    model = get_service_model("dynamodb").operation_model("PutItem")
+    odd = {
+        "unknown": {"S": "x", "Q": "dropped"},
+        "null": {"N": "1", "S": None},
+        "deep": {"M": {"a": {"S": "y", "Z": 1}, "b": {"L": [{"BOOL": True, "S": None}]}}},
+        "plain": {"S": "kept"},
+    }
+    body = json.dumps({"TableName": "t", "Item": {**KEY, **odd}}).encode()
+    expected = JSONParser(model)._parse_json_body(body, model.input_shape)
+    got = compile_shape(model.input_shape, {})(json.loads(body))
+    assert got == expected
+    assert got["Item"]["unknown"] == {"S": "x"} and got["Item"]["null"] == {"N": "1"}
+    assert got["Item"]["deep"] == {"M": {"a": {"S": "y"}, "b": {"L": [{"BOOL": True}]}}}
+
+
 def test_binary_values_come_out_decoded_and_numbers_of_numeric_shapes_as_numbers() -> None:
     model = get_service_model("dynamodb").operation_model("Query")
     got = compile_shape(model.input_shape, {})(REQUESTS["Query"])
