@@ -586,7 +586,12 @@ def _label(pid: int) -> str:
         return str(pid)
     args = [a.decode(errors="replace") for a in argv if a]
     module = args[args.index("-m") + 1] if "-m" in args[:-1] else " ".join(args[:2])
-    return {"local": "gateway_pumps_functions", "local.moto_server": "moto_server"}.get(module, module)
+    labels = {
+        "local": "gateway_pumps_functions",
+        "local.moto_server": "moto_server",
+        "local.workers": "function_workers",
+    }
+    return labels.get(module, module)
 
 
 class _RssSampler(threading.Thread):

@@ -160,7 +160,7 @@ class SqsPump(Pump):
         event = sqs_event(messages, self.queue_arn)
         failed: set[str] = set()
         try:
-            result = self.runtime.invoke(self.fn, event, "sqs", self.queue_name)
+            result = self.runtime.invoke(self.fn, event, "sqs", self.queue_name, isolated=True)
             if self.report_failures and isinstance(result, dict):
                 failed = {f["itemIdentifier"] for f in result.get("batchItemFailures") or []}
         except Exception:

@@ -1,5 +1,6 @@
-"""Runs the template's functions in this process, as Lambda would import and call them, and
-keeps a journal of every delivery (trigger, function, outcome) for /_local/deliveries."""
+"""Runs the template's functions as Lambda would import and call them (in this process, or an
+isolated invocation in a worker process: local.workers), and keeps a journal of every delivery
+(trigger, function, outcome) for /_local/deliveries."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from local.template import Function
+from local.workers import Invocation, WorkerPool
 
 
 @dataclass
@@ -34,9 +36,20 @@ class LambdaContext:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
 
 
+def import_handler(code_uri: str, handler: str) -> Any:
+    """Import the handler as Lambda does: CodeUri on the path, `module.function`."""
+    if code_uri not in sys.path:
+        sys.path.insert(0, code_uri)
+    module_name, func_name = handler.rsplit(".", 1)
+    return getattr(importlib.import_module(module_name.replace("/", ".")), func_name)
+
+
 class Runtime:
-    def __init__(self, functions: dict[str, Function], journal_size: int = 1000) -> None:
+    def __init__(
+        self, functions: dict[str, Function], journal_size: int = 1000, workers: WorkerPool | None = None
+    ) -> None:
         self.functions = functions
+        self.workers = workers
         self.by_arn = {fn.arn: fn for fn in functions.values()}
         self.by_name = {fn.name: fn for fn in functions.values()}
         self._handlers: dict[str, Any] = {}
@@ -44,19 +57,16 @@ class Runtime:
         self.journal: deque[dict[str, Any]] = deque(maxlen=journal_size)
 
     def handler(self, fn: Function) -> Any:
-        """Import the handler as Lambda does: CodeUri on the path, `module.function`."""
         with self._lock:
             if fn.logical_id not in self._handlers:
-                code = str(fn.code_uri)
-                if code not in sys.path:
-                    sys.path.insert(0, code)
-                module_name, func_name = fn.handler.rsplit(".", 1)
-                module = importlib.import_module(module_name.replace("/", "."))
-                self._handlers[fn.logical_id] = getattr(module, func_name)
+                self._handlers[fn.logical_id] = import_handler(str(fn.code_uri), fn.handler)
             return self._handlers[fn.logical_id]
 
-    def invoke(self, fn: Function, event: dict[str, Any], trigger: str, detail: str = "") -> Any:
-        """Call the function; the journal records the trigger and the outcome. Exceptions propagate."""
+    def invoke(
+        self, fn: Function, event: dict[str, Any], trigger: str, detail: str = "", *, isolated: bool = False
+    ) -> Any:
+        """Call the function; the journal records the trigger and the outcome. Exceptions propagate.
+        `isolated`: in one of the worker processes when the runtime has them (local.workers)."""
         context = LambdaContext(fn.name, fn.arn, fn.memory, fn.timeout)
         entry: dict[str, Any] = {
             "function": fn.name,
@@ -67,7 +77,11 @@ class Runtime:
         }
         started = time.monotonic()
         try:
-            result = self.handler(fn)(event, context)
+            if isolated and self.workers is not None:
+                call = Invocation(fn.name, fn.arn, str(fn.code_uri), fn.handler, fn.memory, fn.timeout)
+                result = self.workers.invoke(call, event)
+            else:
+                result = self.handler(fn)(event, context)
         except Exception as exc:
             entry.update(outcome="error", error=f"{type(exc).__name__}: {exc}")
             traceback.print_exc()

@@ -1,10 +1,12 @@
 """Starts the whole local system: moto, resources from template.yaml, provider simulators,
 the gateway and the pumps. `python -m local` runs it in the foreground.
 
-Two processes: moto server is a child process (local.moto_server), so that its request
-handling has an interpreter and a core of its own; the gateway, the pumps, the functions and
-the simulators run in this one. `stop()` ends the child as well (and the child ends itself if
-this process dies)."""
+moto server is a child process (local.moto_server), so that its request handling has an
+interpreter and a core of its own; the gateway, the pumps and the simulators run in this one, and
+the functions too, but for the SQS pumps' batches, which run in OUTCALL_LOCAL_PROCESSES worker
+processes (local.workers; 2 by default, 0 keeps them here) so that a large import's chunks are
+not held to this process's interpreter. `stop()` ends the children as well (and they end
+themselves if this process dies)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from local.template import REGION, ROOT, Stack
 
 DEFAULT_GATEWAY_PORT = 3000
 DEFAULT_AWS_PORT = 4566
+DEFAULT_PROCESSES = 2  # worker processes for the SQS pumps' batches (OUTCALL_LOCAL_PROCESSES)
 SIMULATOR_URL = "${simulator}"
 STATE_DIR = ROOT / "local" / ".state"  # the running stack's dev token, for `make demo`
 
@@ -43,6 +46,7 @@ class LocalStack:
 
     moto: subprocess.Popen[bytes] | None = None
     gateway: Any = None
+    workers: Any = None  # local.workers.WorkerPool, or None: every function in this process
 
     def start(self) -> LocalStack:
         endpoint = self.start_moto()
@@ -81,9 +85,12 @@ class LocalStack:
 
         from local.gateway import Gateway
         from local.runtime import Runtime
+        from local.workers import WorkerPool
 
         functions = self.stack.functions()
-        self.runtime = Runtime(functions)
+        processes = int(os.environ.get("OUTCALL_LOCAL_PROCESSES", str(DEFAULT_PROCESSES)))
+        self.workers = WorkerPool(processes) if processes > 0 else None
+        self.runtime = Runtime(functions, workers=self.workers)
         for fn in functions.values():
             self.runtime.handler(fn)  # import every handler now: a broken one fails the start
         authorizer_id = self.stack.authorizer_function()
@@ -154,6 +161,8 @@ class LocalStack:
                 pump.stop()
             if self.gateway is not None:
                 self.gateway.shutdown()
+            if self.workers is not None:
+                self.workers.stop()
             for simulator in self.simulators.values():
                 simulator.stop()
         finally:

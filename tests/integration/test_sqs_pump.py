@@ -24,13 +24,17 @@ class Recorder:
     def __init__(self, work: Any = None) -> None:
         self.lock = threading.Lock()
         self.deliveries: list[list[dict[str, Any]]] = []
+        self.isolated: list[bool] = []  # each delivery asked for a worker process (local.workers)
         self.running = 0
         self.most_running = 0
         self.work = work or (lambda records: {"batchItemFailures": []})
 
-    def __call__(self, fn: Any, event: dict[str, Any], trigger: str, detail: str = "") -> Any:
+    def __call__(
+        self, fn: Any, event: dict[str, Any], trigger: str, detail: str = "", *, isolated: bool = False
+    ) -> Any:
         with self.lock:
             self.deliveries.append(event["Records"])
+            self.isolated.append(isolated)
             self.running += 1
             self.most_running = max(self.most_running, self.running)
         try:
@@ -110,6 +114,7 @@ def test_batches_are_worked_in_parallel_up_to_the_concurrency_and_each_once(
         pump.stop()
     assert not barrier.broken
     assert recorder.most_running == 4 == pump.most_in_flight  # never more than the pool
+    assert recorder.isolated == [True] * 12  # each batch in a worker process when the runtime has them
     assert set(recorder.bodies().values()) == {1}  # every message once
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["ApproximateNumberOfMessages"] == "0"

@@ -1,0 +1,121 @@
+"""local.workers: the SQS pumps' batches run in worker processes, as Lambda runs each concurrent
+invocation in a sandbox of its own. A handler here is a module written to a temporary CodeUri."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.runtime import Runtime
+from local.template import Function
+from local.workers import Invocation, InvocationFailed, WorkerPool
+
+HANDLER = """
+import os, pathlib, time
+
+def handler(event, context):
+    kind = event["kind"]
+    if kind == "echo":
+        return {"pid": os.getpid(), "event": event, "function": context.function_name,
+                "remaining": context.get_remaining_time_in_millis()}
+    if kind == "raise":
+        raise ValueError("the row is bad")
+    if kind == "die":
+        os._exit(3)
+    if kind == "meet":  # returns only once the other invocation has come as well
+        here, other = pathlib.Path(event["here"]), pathlib.Path(event["other"])
+        here.touch()
+        for _ in range(200):
+            if other.exists():
+                return {"met": True}
+            time.sleep(0.05)
+        return {"met": False}
+    if kind == "unpicklable":
+        return {"lock": __import__("threading").Lock()}
+"""
+
+
+@pytest.fixture
+def call(tmp_path: Path) -> Invocation:
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "worker_probe.py").write_text(textwrap.dedent(HANDLER))
+    return Invocation(
+        "probe", "arn:aws:lambda:us-east-1:123456789012:function:probe", str(code), "worker_probe.handler", 128, 30
+    )
+
+
+@pytest.fixture
+def pool() -> Any:
+    workers = WorkerPool(2)
+    yield workers
+    workers.stop()
+
+
+def test_an_invocation_runs_in_another_process_and_its_answer_comes_back(pool: WorkerPool, call: Invocation) -> None:
+    answer = pool.invoke(call, {"kind": "echo", "n": [1, {"a": "b"}]})
+    assert answer["pid"] != os.getpid() and answer["pid"] in pool.pids()
+    assert answer["event"] == {"kind": "echo", "n": [1, {"a": "b"}]}
+    assert answer["function"] == "probe" and 0 < answer["remaining"] <= 30_000
+
+
+def test_an_error_comes_back_as_its_type_and_message(pool: WorkerPool, call: Invocation) -> None:
+    with pytest.raises(InvocationFailed, match=r"^ValueError: the row is bad$"):
+        pool.invoke(call, {"kind": "raise"})
+    with pytest.raises(InvocationFailed, match="could not be sent back"):
+        pool.invoke(call, {"kind": "unpicklable"})
+    assert pool.invoke(call, {"kind": "echo"})["event"] == {"kind": "echo"}  # the worker carries on
+
+
+def test_invocations_run_side_by_side(pool: WorkerPool, call: Invocation, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    with ThreadPoolExecutor(2) as threads:
+        first = threads.submit(pool.invoke, call, {"kind": "meet", "here": a, "other": b})
+        second = threads.submit(pool.invoke, call, {"kind": "meet", "here": b, "other": a})
+        assert first.result() == second.result() == {"met": True}
+
+
+def test_a_worker_that_dies_fails_its_invocation_and_is_started_again(pool: WorkerPool, call: Invocation) -> None:
+    pool.invoke(call, {"kind": "echo"})
+    before = set(pool.pids())
+    with pytest.raises(InvocationFailed, match="worker process ended"):
+        pool.invoke(call, {"kind": "die"})
+    answers = [pool.invoke(call, {"kind": "echo"}) for _ in range(4)]
+    assert len(pool.pids()) == 2 and set(pool.pids()) != before
+    assert all(a["pid"] in pool.pids() for a in answers)
+
+
+def test_stopped_workers_end(call: Invocation) -> None:
+    pool = WorkerPool(1)
+    pool.invoke(call, {"kind": "echo"})
+    (worker,) = [w for w in pool._workers if w is not None]
+    pool.stop()
+    assert worker.process.poll() is not None and pool.pids() == []
+
+
+def test_the_runtime_sends_isolated_invocations_to_its_workers_and_keeps_the_rest(
+    pool: WorkerPool, call: Invocation, tmp_path: Path
+) -> None:
+    fn = Function(
+        logical_id="Probe",
+        name=call.name,
+        arn=call.arn,
+        code_uri=Path(call.code_uri),
+        handler=call.handler,
+        memory=call.memory,
+        timeout=call.timeout,
+        environment={},
+    )
+    runtime = Runtime({"Probe": fn}, workers=pool)
+    isolated = runtime.invoke(fn, {"kind": "echo"}, "sqs", "q", isolated=True)
+    here = runtime.invoke(fn, {"kind": "echo"}, "api", "GET /")
+    assert isolated["pid"] in pool.pids() and here["pid"] == os.getpid()
+    with pytest.raises(InvocationFailed):
+        runtime.invoke(fn, {"kind": "raise"}, "sqs", "q", isolated=True)
+    assert [(e["trigger"], e["outcome"]) for e in runtime.journal] == [("sqs", "ok"), ("api", "ok"), ("sqs", "error")]
