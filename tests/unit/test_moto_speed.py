@@ -22,7 +22,7 @@ from moto.core.utils import get_service_model
 from local.moto_speed import compile_shape
 
 BLOB = base64.b64encode(b"\x00\xffbinary").decode()
-EVERY_KIND = {
+EVERY_KIND: dict[str, dict[str, Any]] = {
     "s": {"S": "text"},
     "n": {"N": "12.5"},
     "b": {"B": BLOB},
@@ -324,3 +324,81 @@ def test_the_serializer_is_patched_for_dynamodb_alone(monkeypatch: pytest.Monkey
         answer = JSONSerializer(secret, value_picker=XFormedAttributePicker()).serialize({"Name": "s", "ARN": "a"})
         assert json.loads(answer["body"]) == {"ARN": "a", "Name": "s"}
         assert compiled.call_count == 1  # neither went through them
+
+
+def _made(value: Any) -> Any:
+    """A DynamoType made by local.moto_speed.dynamo_type_init (stock moto keeps its own __init__)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    from local.moto_speed import dynamo_type_init
+
+    made = DynamoType.__new__(DynamoType)
+    dynamo_type_init(DynamoType)(made, value)
+    return made
+
+
+def _same_type(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if hasattr(a, "type"):
+        return a.type == b.type and _same_type(a.value, b.value)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_type(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_type(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_KIND))
+def test_dynamo_types_are_made_as_moto_makes_them(name: str) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    value: dict[str, Any] = copy.deepcopy(EVERY_KIND[name])
+    assert _same_type(_made(copy.deepcopy(value)), DynamoType(value))
+    stock = DynamoType(copy.deepcopy(value))
+    assert _same_type(_made(stock), DynamoType(stock))  # made from another DynamoType: its type and value
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_KIND))
+def test_values_are_sized_as_moto_sizes_them(name: str) -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    from local.moto_speed import dynamo_type_size
+
+    model = get_service_model("dynamodb").operation_model("PutItem")
+    parsed = compile_shape(model.input_shape, {})({"TableName": "t", "Item": copy.deepcopy(EVERY_KIND)})
+    value = DynamoType(parsed["Item"][name])  # blobs decoded, as moto holds them
+    assert dynamo_type_size(DynamoType)(value) == value.size() > 0
+    whole = DynamoType({"M": parsed["Item"]})
+    assert dynamo_type_size(DynamoType)(whole) == whole.size()
+
+
+def test_a_dynamo_type_of_nothing_fails_as_motos_does() -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    with pytest.raises(IndexError):
+        DynamoType({})
+    with pytest.raises(IndexError):
+        _made({})
+    two = {"S": "first", "N": "2"}  # moto takes the first member
+    assert _same_type(_made(dict(two)), DynamoType(dict(two)))
+
+
+def test_kept_tokens_are_the_tokenizers_and_each_parse_gets_its_own_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodb.parsing.tokens import ExpressionTokenizer
+
+    from local import moto_speed
+
+    expressions = [
+        "SET #s = :s, updatedAt = :now ADD counts.#a :one, #b :two REMOVE gone[2]",
+        "ADD numbersUsed :n SET leaseUntil = if_not_exists(leaseUntil, :t) - :d",
+    ]
+    monkeypatch.setattr(ExpressionTokenizer, "make_list", ExpressionTokenizer.__dict__["make_list"])  # put back after
+    moto_speed.tokens_once()
+    for expression in expressions:
+        first, second = ExpressionTokenizer.make_list(expression), ExpressionTokenizer.make_list(expression)
+        fresh = ExpressionTokenizer(expression)._make_list()
+        assert [(t.type, t.value) for t in first] == [(t.type, t.value) for t in fresh]
+        assert first == second and first is not second  # a list of its own for each parse
+    with pytest.raises(Exception, match="Invalid"):
+        ExpressionTokenizer.make_list("SET a = :v \x00")
