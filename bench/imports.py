@@ -709,7 +709,6 @@ def _e2e_once(rows: int, timeout: float, directory: Path) -> dict[str, Any]:
     sampler = _RssSampler(proc.pid)
     try:
         rss_idle = sampler.sample()
-        processes = len(rss_idle)
 
         body = {"name": "bench import", "provider": "xswitch", "type": "auto"}
         created = requests.post(url + "/tasks", json=body, headers=auth, timeout=30)
@@ -785,21 +784,23 @@ def _e2e_once(rows: int, timeout: float, directory: Path) -> dict[str, Any]:
         "reasons": job.get("reasons"),
         "error": job.get("error"),
         "report_rows": report_rows,
-        "stack_processes": processes,
+        "stack_processes": len(sampler.cpu),  # every process the sampler saw (workers start with the first batch)
         "stack_rss_mb_after_start": {k: round(v, 1) for k, v in sorted(rss_idle.items())},
         "stack_rss_mb": {k: v for k, v in memory.items() if k != "timeline"},
         "memory_flatness": _flatness(memory["timeline"], progress, _chunk_rows()),
         "rss_timeline": memory["timeline"],
         "settings": {
             "OUTCALL_LOCAL_CONCURRENCY": os.environ.get("OUTCALL_LOCAL_CONCURRENCY", "4 (default)"),
+            "OUTCALL_LOCAL_PROCESSES": os.environ.get("OUTCALL_LOCAL_PROCESSES", "2 (default)"),
         },
         "load_average_1m": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "progress": progress,
         "notes": [
-            "The local stack is two processes: moto server (local.moto_server) and `python -m local` with the"
-            " gateway, the pumps, the functions and the provider simulators. The SQS pump works up to"
-            " OUTCALL_LOCAL_CONCURRENCY batches of the import queue at once (capped by the trigger's"
-            " MaximumConcurrency); every DynamoDB write is an HTTP request to moto server.",
+            "The local stack: moto server (local.moto_server), `python -m local` with the gateway, the pumps,"
+            " the API functions and the provider simulators, and OUTCALL_LOCAL_PROCESSES worker processes"
+            " (local.workers, 2 by default) working the SQS pumps' batches: the planner and the chunks. The"
+            " SQS pump works up to OUTCALL_LOCAL_CONCURRENCY batches of the import queue at once (capped by"
+            " the trigger's MaximumConcurrency); every DynamoDB write is an HTTP request to moto server.",
             "stack_rss_mb: peak_total_mb is the highest sum of the processes' RSS over the samples;"
             " peak_sampled_mb the highest RSS of each process sampled; peak_hwm_mb each process's own"
             " high-water mark (VmHWM) read by the sampler, the peak between samples included.",
