@@ -304,3 +304,11 @@ def test_a_batch_left_unprocessed_every_time_fails_and_the_next_delivery_writes_
     assert sum(c.claimed for c in claims) == 30 - BATCH_TRIES - 5
     assert all(c.claimed or c.previous["row"] == row for row, c in enumerate(claims))  # type: ignore[index]
     assert sorted(c["e164"] for c in store.iter_contacts("tsk_stuck")) == sorted(ONE_SHARD[:30])
+
+
+def test_the_contacts_of_one_call_come_due_together_and_leave_by_number(store: Store) -> None:
+    put(store, "tsk_together", NUMBERS)  # written shard by shard, from a random first shard
+    contacts = list(store.iter_contacts("tsk_together"))
+    assert len({c["dueAt"] for c in contacts}) == 1  # one time for the whole call
+    due = store.due_contacts("tsk_together", utcnow(), 40)
+    assert [c["e164"] for c in due] == sorted(NUMBERS)[:40]  # the hopper hands them out by number

@@ -155,6 +155,7 @@ class ContactItems(StoreBase):
         and a JSON request gets its turn between them. A call that finds none of its shards free for
         WRITER_WAIT_SECONDS raises ContactsBusy (what it wrote so far stays: a retry finds it)."""
         turns = _turns(contacts)
+        now = utcnow().isoformat()  # one time for the call: its contacts come due together, by number
         claims: list[Claim | None] = [None] * len(contacts)
         order = sorted(turns)
         offset = secrets.randbelow(len(order)) if order else 0
@@ -169,7 +170,7 @@ class ContactItems(StoreBase):
                 waited = False
                 try:
                     rows = turns[shard].pop(0)
-                    for i, claim in zip(rows, self._claim_some(task_id, [contacts[i] for i in rows]), strict=True):
+                    for i, claim in zip(rows, self._claim_some(task_id, [contacts[i] for i in rows], now), strict=True):
                         claims[i] = claim
                 finally:
                     self._drop_writer(task_id, shard, owner)
@@ -182,9 +183,8 @@ class ContactItems(StoreBase):
                 time.sleep(WRITER_POLL_SECONDS)
         return [c for c in claims if c is not None]
 
-    def _claim_some(self, task_id: str, contacts: Sequence[Mapping[str, Any]]) -> list[Claim]:
-        """Claim these contacts of one shard; the caller holds the shard's writer lease."""
-        now = utcnow().isoformat()
+    def _claim_some(self, task_id: str, contacts: Sequence[Mapping[str, Any]], now: str) -> list[Claim]:
+        """Claim these contacts of one shard, due `now`; the caller holds the shard's writer lease."""
         held = self._held(task_id, [str(c["e164"]) for c in contacts])
         claims: list[Claim] = []
         items: list[dict[str, Any]] = []
