@@ -14,6 +14,7 @@ in hand (the pumps retry it, as SQS would) and is started again for the next inv
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import signal
@@ -55,7 +56,8 @@ class _Worker:
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         )
         child.close()
-        self.conn = Connection(parent.detach())
+        self.sock = parent  # kept to shut down: closing alone sends nothing while _read is blocked on it
+        self.conn = Connection(os.dup(parent.fileno()))
         self.pending: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
         threading.Thread(target=self._read, name=f"worker-{index}-answers", daemon=True).start()
@@ -94,6 +96,9 @@ class _Worker:
             future.set_exception(InvocationFailed(f"the worker process ended (exit {self.process.poll()})"))
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # the worker reads EOF and ends; so does _read
+        self.sock.close()
         self.conn.close()
         try:
             self.process.wait(timeout=5)
