@@ -33,6 +33,10 @@ from local.template import ACCOUNT_ID, REGION, STACK_NAME, Function
 
 S3_EVENTS_QUEUE = f"{STACK_NAME}-local-s3-events"
 DEFAULT_CONCURRENCY = 4  # batches of one SQS trigger worked at once (OUTCALL_LOCAL_CONCURRENCY)
+# The stack's pumps long-poll their queues, as Lambda's pollers do: an idle queue costs a request every
+# LONG_POLL_SECONDS instead of five a second (moto answers at once when a message is sent, and looks
+# again every second for one that became visible); 45 requests a second went to idle queues before.
+LONG_POLL_SECONDS = 5
 RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
 
 
@@ -107,10 +111,19 @@ class SqsPump(Pump):
     policy's maxReceiveCount receives."""
 
     def __init__(
-        self, runtime: Runtime, fn: Function, source: dict[str, Any], sqs: Any, retry_delay: int, concurrency: int = 1
+        self,
+        runtime: Runtime,
+        fn: Function,
+        source: dict[str, Any],
+        sqs: Any,
+        retry_delay: int,
+        concurrency: int = 1,
+        *,
+        wait_seconds: int = 0,
     ) -> None:
         super().__init__(f"sqs:{fn.name}")
         self.runtime, self.fn, self.sqs = runtime, fn, sqs
+        self.wait_seconds = wait_seconds  # ReceiveMessage's long poll (start_pumps: LONG_POLL_SECONDS)
         self.batch_size = min(10, source["batch_size"])
         self.report_failures = source["report_failures"]
         self.queue_arn = source["queue_arn"]
@@ -130,7 +143,7 @@ class SqsPump(Pump):
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=self.batch_size,
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=self.wait_seconds,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
@@ -183,9 +196,10 @@ class SqsPump(Pump):
 
 
 class S3Pump(Pump):
-    def __init__(self, runtime: Runtime, sqs: Any, s3: Any, queue_url: str) -> None:
+    def __init__(self, runtime: Runtime, sqs: Any, s3: Any, queue_url: str, *, wait_seconds: int = 0) -> None:
         super().__init__("s3")
         self.runtime, self.sqs, self.s3, self.queue_url = runtime, sqs, s3, queue_url
+        self.wait_seconds = wait_seconds
         self.targets = [(fn, src) for fn in runtime.functions.values() for src in fn.s3]
 
     @staticmethod
@@ -211,9 +225,9 @@ class S3Pump(Pump):
     def tick(self) -> bool:
         from urllib.parse import unquote_plus
 
-        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
-            "Messages", []
-        )
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds
+        ).get("Messages", [])
         for message in messages:
             body = json.loads(message["Body"])
             for record in body.get("Records", []):  # an s3:TestEvent has none
@@ -376,10 +390,12 @@ def start_pumps(session: Any, runtime: Runtime) -> list[Pump]:
     retry_delay = int(os.environ.get("OUTCALL_SQS_RETRY_DELAY", "1"))
     concurrency = int(os.environ.get("OUTCALL_LOCAL_CONCURRENCY", str(DEFAULT_CONCURRENCY)))
     s3 = session.client("s3", region_name=REGION)
-    pumps: list[Pump] = [S3Pump(runtime, sqs, s3, s3_notifications(session, runtime, sqs))]
+    wait = LONG_POLL_SECONDS
+    pumps: list[Pump] = [S3Pump(runtime, sqs, s3, s3_notifications(session, runtime, sqs), wait_seconds=wait)]
     for fn in runtime.functions.values():
         for source in fn.sqs:
-            pumps.append(SqsPump(runtime, fn, source, sqs, retry_delay, sqs_concurrency(fn, source, concurrency)))
+            cap = sqs_concurrency(fn, source, concurrency)
+            pumps.append(SqsPump(runtime, fn, source, sqs, retry_delay, cap, wait_seconds=wait))
     pumps.append(
         SchedulerPump(
             runtime,
