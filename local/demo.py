@@ -235,12 +235,16 @@ def dialing(story: Story) -> dict[str, str]:
         # start, pause, resume: on airudder, which has no pause, the pause withdraws the released cases
         # and the resume releases them again under new case ids
         for action in ("start", "pause", "start"):
-            story.call(
+            answer = story.call(
                 f"{provider}: {action}",
                 "POST",
                 f"/tasks/{task}/{action}",
                 tell=lambda b: f"the task is {b['status']}",
             )
+            if action == "pause" and answer and answer.get("status") == "completed":
+                # the simulator answers in a fraction of a second: every call may have ended first
+                story.note(f"{provider}: every call had ended before the pause, so there is nothing to resume")
+                break
     results(story, tasks)
     return tasks
 

@@ -53,6 +53,7 @@ class Runtime:
         self.by_arn = {fn.arn: fn for fn in functions.values()}
         self.by_name = {fn.name: fn for fn in functions.values()}
         self._handlers: dict[str, Any] = {}
+        self._serial: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.journal: deque[dict[str, Any]] = deque(maxlen=journal_size)
 
@@ -61,6 +62,14 @@ class Runtime:
             if fn.logical_id not in self._handlers:
                 self._handlers[fn.logical_id] = import_handler(str(fn.code_uri), fn.handler)
             return self._handlers[fn.logical_id]
+
+    def _one_at_a_time(self, fn: Function) -> threading.Lock:
+        """A function's invocations in this process run one at a time, as a Lambda sandbox serves one
+        request at a time: its module-level objects (Powertools' resolver keeps the route of the
+        request in hand in `app.context`) are not shared by two requests at once. Concurrency is the
+        worker processes' (local.workers)."""
+        with self._lock:
+            return self._serial.setdefault(fn.logical_id, threading.Lock())
 
     def invoke(
         self, fn: Function, event: dict[str, Any], trigger: str, detail: str = "", *, isolated: bool = False
@@ -81,7 +90,8 @@ class Runtime:
                 call = Invocation(fn.name, fn.arn, str(fn.code_uri), fn.handler, fn.memory, fn.timeout)
                 result = self.workers.invoke(call, event)
             else:
-                result = self.handler(fn)(event, context)
+                with self._one_at_a_time(fn):
+                    result = self.handler(fn)(event, context)
         except Exception as exc:
             entry.update(outcome="error", error=f"{type(exc).__name__}: {exc}")
             traceback.print_exc()

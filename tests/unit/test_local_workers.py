@@ -17,6 +17,8 @@ from local.workers import Invocation, InvocationFailed, WorkerPool
 HANDLER = """
 import os, pathlib, time
 
+RUNNING = MOST = 0
+
 def handler(event, context):
     kind = event["kind"]
     if kind == "echo":
@@ -34,6 +36,13 @@ def handler(event, context):
                 return {"met": True}
             time.sleep(0.05)
         return {"met": False}
+    if kind == "overlap":  # how many invocations of this function were in it at once
+        global RUNNING, MOST
+        RUNNING += 1
+        MOST = max(MOST, RUNNING)
+        time.sleep(0.2)
+        RUNNING -= 1
+        return {"most": MOST}
     if kind == "unpicklable":
         return {"lock": __import__("threading").Lock()}
 """
@@ -122,3 +131,24 @@ def test_the_runtime_sends_isolated_invocations_to_its_workers_and_keeps_the_res
     with pytest.raises(InvocationFailed):
         runtime.invoke(fn, {"kind": "raise"}, "sqs", "q", isolated=True)
     assert [(e["trigger"], e["outcome"]) for e in runtime.journal] == [("sqs", "ok"), ("api", "ok"), ("sqs", "error")]
+
+
+def test_a_function_in_the_stacks_own_process_serves_one_invocation_at_a_time(
+    pool: WorkerPool, call: Invocation
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    fn = Function(
+        logical_id="Probe",
+        name=call.name,
+        arn=call.arn,
+        code_uri=Path(call.code_uri),
+        handler=call.handler,
+        memory=call.memory,
+        timeout=call.timeout,
+        environment={},
+    )
+    runtime = Runtime({"Probe": fn}, workers=pool)
+    with ThreadPoolExecutor(3) as threads:  # as the gateway's threads do for three requests at once
+        answers = list(threads.map(lambda _: runtime.invoke(fn, {"kind": "overlap"}, "http", "GET /"), range(3)))
+    assert max(a["most"] for a in answers) == 1  # as one Lambda sandbox: never two requests in the module at once
