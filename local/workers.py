@@ -59,11 +59,12 @@ class _Worker:
         self.sock = parent  # kept to shut down: closing alone sends nothing while _read is blocked on it
         self.conn = Connection(os.dup(parent.fileno()))
         self.pending: dict[int, Future[Any]] = {}
+        self.gone = threading.Event()  # its socket ended: dead or dying, even before the exit is seen
         self._lock = threading.Lock()
         threading.Thread(target=self._read, name=f"worker-{index}-answers", daemon=True).start()
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return not self.gone.is_set() and self.process.poll() is None
 
     def submit(self, number: int, call: Invocation, event: Any) -> Future[Any]:
         future: Future[Any] = Future()
@@ -73,6 +74,7 @@ class _Worker:
                 self.conn.send((number, call, event))
             except OSError as exc:
                 self.pending.pop(number, None)
+                self.gone.set()
                 raise InvocationFailed(f"the worker is gone: {exc}") from exc
         return future
 
@@ -91,6 +93,7 @@ class _Worker:
             else:
                 future.set_exception(InvocationFailed(value))
         with self._lock:  # the worker died or was stopped: what it had in hand failed
+            self.gone.set()
             lost, self.pending = list(self.pending.values()), {}
         for future in lost:
             future.set_exception(InvocationFailed(f"the worker process ended (exit {self.process.poll()})"))

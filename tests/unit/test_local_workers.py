@@ -58,6 +58,20 @@ def call(tmp_path: Path) -> Invocation:
     )
 
 
+def _function(call: Invocation) -> Function:
+    """The template's view of the probe, for a Runtime."""
+    return Function(
+        logical_id="Probe",
+        name=call.name,
+        arn=call.arn,
+        code_uri=Path(call.code_uri),
+        handler=call.handler,
+        memory=call.memory,
+        timeout=call.timeout,
+        environment={},
+    )
+
+
 @pytest.fixture
 def pool() -> Any:
     workers = WorkerPool(2)
@@ -114,16 +128,7 @@ def test_stopped_workers_end_at_once(call: Invocation) -> None:
 def test_the_runtime_sends_isolated_invocations_to_its_workers_and_keeps_the_rest(
     pool: WorkerPool, call: Invocation, tmp_path: Path
 ) -> None:
-    fn = Function(
-        logical_id="Probe",
-        name=call.name,
-        arn=call.arn,
-        code_uri=Path(call.code_uri),
-        handler=call.handler,
-        memory=call.memory,
-        timeout=call.timeout,
-        environment={},
-    )
+    fn = _function(call)
     runtime = Runtime({"Probe": fn}, workers=pool)
     isolated = runtime.invoke(fn, {"kind": "echo"}, "sqs", "q", isolated=True)
     here = runtime.invoke(fn, {"kind": "echo"}, "api", "GET /")
@@ -138,16 +143,7 @@ def test_a_function_in_the_stacks_own_process_serves_one_invocation_at_a_time(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    fn = Function(
-        logical_id="Probe",
-        name=call.name,
-        arn=call.arn,
-        code_uri=Path(call.code_uri),
-        handler=call.handler,
-        memory=call.memory,
-        timeout=call.timeout,
-        environment={},
-    )
+    fn = _function(call)
     runtime = Runtime({"Probe": fn}, workers=pool)
     with ThreadPoolExecutor(3) as threads:  # as the gateway's threads do for three requests at once
         answers = list(threads.map(lambda _: runtime.invoke(fn, {"kind": "overlap"}, "http", "GET /"), range(3)))
